@@ -155,6 +155,26 @@ class VAE(nn.Module):
                          - log_normal(z, mean, logvar))
         return torch.logsumexp(torch.cat(log_w), dim=0) - math.log(k)
 
+    @torch.no_grad()
+    def log_likelihood_prior_mc(self, x, k, chunk=None):
+        """Naive Monte-Carlo estimate of log p(x), shape (B,), with k samples
+        from the prior (question 1.4); also a lower bound that tightens with k.
+
+        log p(x) ~ logsumexp_i log p(x|z_i) - log k,  z_i ~ N(0, I)
+
+        Inefficient: p(x|z) is negligible outside the small region of z that
+        explains x, and the prior's chance of landing there shrinks roughly
+        exponentially with z_dim, so the few samples that count are rare.
+        """
+        x = x.view(-1, PIXELS)
+        chunk = chunk or max(1, min(k, 2 ** 22 // (len(x) * PIXELS)))
+        log_lik = []
+        for start in range(0, k, chunk):
+            n = min(chunk, k - start)
+            z = torch.randn(n, len(x), self.z_dim, device=x.device, dtype=x.dtype)
+            log_lik.append(bernoulli_log_likelihood(self.decoder.logits(z), x))
+        return torch.logsumexp(torch.cat(log_lik), dim=0) - math.log(k)
+
 
 # ---------------------------------------------------------------- training
 def epoch_iter(model, data, optimizer, stop=None, epoch=0):
@@ -366,7 +386,7 @@ def main(argv=None):
             save_checkpoint(args, model, optimizer, scheduler, history)
         train(args, model, data, optimizer, scheduler, history)
         finish(args, model, test_data, history)
-    except utils.Interrupted:
+    except (utils.Interrupted, KeyboardInterrupt):  # the latter: during evaluation
         done = len(history["train_elbo"])
         command = shlex.join([sys.executable, *sys.argv] +
                              ([] if args.resume else ["--resume"]))

@@ -1,0 +1,215 @@
+"""Question 1.4: log p(x) by naive Monte Carlo (z from the prior) against
+importance sampling (z from q(z|x)), for trained VAEs of several zdims.
+
+Both estimators are logsumexp_i log w_i - log k, a stochastic lower bound on
+log p(x) that tightens as k grows; they differ only in where z comes from.
+With the prior, almost every z misses the region that explains x, and more
+so the more latent dimensions there are.
+
+    python vae_mc_vs_is.py --data_dir ../shared/datasets  # uses images/vae_z*.pt
+"""
+import argparse
+import math
+import os
+import sys
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+
+import utils  # noqa: E402
+from a3_vae_template import (PIXELS, VAE, bernoulli_log_likelihood,  # noqa: E402
+                             log_normal, log_standard_normal)
+from datasets import DataError, load_bmnist_split  # noqa: E402
+
+ESTIMATORS = ("prior", "iw")
+LABELS = {"prior": "naive MC, z ~ p(z)", "iw": "importance sampling, z ~ q(z|x)"}
+
+
+# -------------------------------------------------------------- the weights
+def prior_log_weights(model, x, k, chunk=100):
+    """log p(x|z_i) for z_i ~ N(0, I), shape (k, B).
+
+    Prior samples do not depend on x, so all images share them: one decoder
+    pass per sample instead of one per sample and image. Each image's
+    estimate stays unbiased; only the images' errors become correlated.
+    """
+    log_w = []
+    for start in range(0, k, chunk):
+        z = torch.randn(min(chunk, k - start), model.z_dim, device=x.device, dtype=x.dtype)
+        logits = model.decoder.logits(z)
+        # x l - softplus(l) summed over pixels, for every (sample, image) pair
+        log_w.append(logits @ x.T - F.softplus(logits).sum(-1, keepdim=True))
+    return torch.cat(log_w)
+
+
+def posterior_log_weights(model, x, k, chunk=100):
+    """log p(x|z_i) + log p(z_i) - log q(z_i|x) for z_i ~ q(z|x), shape (k, B)."""
+    mean, logvar = model.encoder(x)
+    std = torch.exp(0.5 * logvar)
+    log_w = []
+    for start in range(0, k, chunk):
+        z = mean + std * torch.randn(min(chunk, k - start), *mean.shape, device=x.device)
+        log_w.append(bernoulli_log_likelihood(model.decoder.logits(z), x)
+                     + log_standard_normal(z) - log_normal(z, mean, logvar))
+    return torch.cat(log_w)
+
+
+def nested_estimates(log_w, ks):
+    """The estimate from the first k weights, for every k in `ks`, shape
+    (len(ks), B): one cumulative logsumexp serves all k."""
+    running = torch.logcumsumexp(log_w, dim=0)[torch.as_tensor(ks) - 1]
+    return running - torch.log(torch.as_tensor(ks, dtype=log_w.dtype)).unsqueeze(1)
+
+
+# --------------------------------------------------------------- experiment
+def sample_counts(max_samples):
+    """1, 3, 10, 30, ... up to max_samples, which is always included."""
+    ks, decade = [], 1
+    while decade <= max_samples:
+        ks += [k for k in (decade, 3 * decade) if k <= max_samples]
+        decade *= 10
+    return ks if ks[-1] == max_samples else ks + [max_samples]
+
+
+@torch.no_grad()
+def measure(model, x, ks, repeats):
+    """Image-averaged estimates, shape (repeats, len(ks)) per estimator, and
+    the ELBO (the mean importance log-weight) of each repeat."""
+    runs = {name: [] for name in ESTIMATORS}
+    elbos = []
+    for _ in range(repeats):
+        prior_w = prior_log_weights(model, x, ks[-1])
+        runs["prior"].append(nested_estimates(prior_w, ks).mean(1))
+        iw_w = posterior_log_weights(model, x, ks[-1])
+        runs["iw"].append(nested_estimates(iw_w, ks).mean(1))
+        elbos.append(iw_w.mean().item())
+    return {name: torch.stack(r) for name, r in runs.items()}, sum(elbos) / repeats
+
+
+def summarize(runs, elbo, ks):
+    """Mean and spread over the repeats, per sample count, as plain lists."""
+    result = {"k": ks, "elbo": elbo}
+    for name, r in runs.items():
+        spread = r.std(0) if len(r) > 1 else torch.zeros(len(ks))
+        result[name] = {"mean": r.mean(0).tolist(), "std": spread.tolist()}
+    return result
+
+
+# ------------------------------------------------------------------ loading
+def model_path(out_dir, zdim):
+    return os.path.join(out_dir, f"vae_z{zdim}.pt")
+
+
+def check_models(args):
+    """Stop with the training commands when any model is missing."""
+    missing = [z for z in args.zdims if not os.path.exists(model_path(args.out_dir, z))]
+    if missing:
+        commands = "\n".join(f"  python a3_vae_template.py --zdim {z} --data_dir "
+                             f"{args.data_dir} --out_dir {args.out_dir}" for z in missing)
+        sys.exit(f"error: no trained VAE for zdim {', '.join(map(str, missing))} in "
+                 f"{args.out_dir}; train it with:\n{commands}")
+
+
+def load_model(path, zdim, device):
+    """A VAE from a state_dict; the hidden width is read off its shapes."""
+    state = torch.load(path, map_location=device, weights_only=True)
+    model = VAE(hidden_dim=state["encoder.net.0.weight"].shape[0], z_dim=zdim)
+    model.load_state_dict(state)
+    return model.to(device).eval()
+
+
+def evaluation_images(data_dir, n_images, device):
+    """Evenly spaced test rows: the file is grouped by digit, so the first
+    rows alone would be nearly all one digit."""
+    images = load_bmnist_split(data_dir, "test")
+    rows = torch.linspace(0, len(images) - 1, min(n_images, len(images))).round().long()
+    return images[rows].to(device=device, dtype=torch.float32).view(-1, PIXELS)
+
+
+# ------------------------------------------------------------------ output
+def plot(results, n_images, filename):
+    """One panel per zdim, both estimators' mean with a +-1 std band."""
+    fig, axes = plt.subplots(1, len(results), figsize=(4 * len(results), 4),
+                             sharey=True, squeeze=False)
+    for ax, (zdim, res) in zip(axes[0], results.items()):
+        for name, color in zip(ESTIMATORS, ("tab:red", "tab:blue")):
+            mean, std = torch.tensor(res[name]["mean"]), torch.tensor(res[name]["std"])
+            ax.plot(res["k"], mean, "o-", ms=3, color=color, label=LABELS[name])
+            ax.fill_between(res["k"], mean - std, mean + std, color=color, alpha=0.25)
+        ax.axhline(res["elbo"], color="gray", ls=":", label="ELBO")
+        ax.set_xscale("log")
+        gap = res["iw"]["mean"][-1] - res["prior"]["mean"][-1]
+        ax.set_title(f"zdim = {zdim}: gap {gap:.0f} nats at k = {res['k'][-1]}")
+        ax.set_xlabel("number of samples k")
+        ax.grid(alpha=0.3)
+    axes[0][0].set_ylabel("estimated log p(x), nats per image")
+    axes[0][0].legend(loc="lower right")
+    fig.suptitle(f"log p(x) of {n_images} test images: z sampled from the prior "
+                 "or from q(z|x) (mean and std over repeats)")
+    utils.save_figure(fig, filename)
+    plt.close(fig)
+
+
+def print_table(results):
+    print(f"{'zdim':>4} {'k':>6} {'prior MC':>20} {'importance':>20}")
+    for zdim, res in results.items():
+        for i, k in enumerate(res["k"]):
+            cells = [f"{res[n]['mean'][i]:9.2f} +- {res[n]['std'][i]:5.2f}"
+                     for n in ESTIMATORS]
+            print(f"{zdim:>4} {k:>6} {cells[0]:>20} {cells[1]:>20}")
+
+
+# ---------------------------------------------------------------- the run
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--data_dir", default="./data",
+                        help="folder holding binarized_mnist/")
+    parser.add_argument("--out_dir", default="images",
+                        help="holds vae_z{zdim}.pt; the figure and JSON go here")
+    parser.add_argument("--zdims", default=[2, 5, 10, 20], nargs="+",
+                        type=utils.positive_int)
+    parser.add_argument("--n_images", default=100, type=utils.positive_int,
+                        help="test images, evenly spaced over the test set")
+    parser.add_argument("--max_samples", default=10_000, type=utils.positive_int,
+                        help="largest number of samples k per image")
+    parser.add_argument("--repeats", default=3, type=utils.positive_int,
+                        help="independent repeats, for the spread")
+    parser.add_argument("--seed", default=0, type=utils.nonneg_int)
+    parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    args = parser.parse_args(argv)
+    args.device = utils.resolve_device(parser, args.device)
+    utils.check_writable_dir(parser, args.out_dir)
+    return args
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    check_models(args)
+    utils.seed_everything(args.seed)
+    try:
+        x = evaluation_images(args.data_dir, args.n_images, args.device)
+    except DataError as err:
+        sys.exit(f"error: {err}")
+    ks = sample_counts(args.max_samples)
+    results = {}
+    for zdim in args.zdims:
+        model = load_model(model_path(args.out_dir, zdim), zdim, args.device)
+        runs, elbo = measure(model, x, ks, args.repeats)
+        results[zdim] = summarize(runs, elbo, ks)
+    print_table(results)
+    plot(results, len(x), os.path.join(args.out_dir, "vae_mc_vs_is.png"))
+    utils.save_json({"about": "log p(x) estimates in nats per image, averaged over "
+                              "n_images evenly spaced test images; mean and std over "
+                              "repeats; elbo: the mean importance log-weight",
+                     "n_images": len(x), "repeats": args.repeats, "seed": args.seed,
+                     "device": str(args.device),
+                     "zdims": {str(z): r for z, r in results.items()}},
+                    os.path.join(args.out_dir, "vae_mc_vs_is.json"))
+
+
+if __name__ == "__main__":
+    main()
