@@ -1,0 +1,239 @@
+"""Write report/results.tex: LaTeX macros with every number the report quotes.
+
+The numbers come from the metrics files in images/, so the report always
+matches the committed runs and no number is typed by hand:
+
+    python report/make_results.py            # or: make report
+
+A metrics file that does not exist yet (or lacks a key) is not an error: its
+macros render as a bold "??" in the PDF and a warning names what is missing,
+so the report builds before every run has finished. `--strict` turns the
+warnings into a non-zero exit status.
+"""
+import argparse
+import json
+import math
+import os
+import re
+import statistics
+import sys
+
+MISSING = r"\MissingResult"
+
+
+class Results:
+    """Collects macros; a value of None becomes the visible marker."""
+
+    def __init__(self):
+        self.lines = []
+        self.missing = []
+
+    def add(self, name, value, source, fmt="{}"):
+        if not re.fullmatch(r"[A-Za-z]+", name):
+            raise ValueError(f"not a valid macro name: {name}")
+        if value is None or (isinstance(value, float) and not math.isfinite(value)):
+            self.missing.append(f"\\{name} ({source})")
+            text = f"{MISSING}{{{source}}}"
+        else:
+            text = tex_escape(fmt.format(value))
+            if isinstance(value, (int, float)):
+                text = text.replace(",", "{,}")  # no space after it in math mode
+            if isinstance(value, (int, float)) and text.startswith("-"):
+                text = r"\ensuremath{-}" + text[1:]  # a minus sign, not a hyphen
+        self.lines.append(f"\\newcommand{{\\{name}}}{{{text}}}")
+
+
+def tex_escape(text):
+    return (text.replace("\\", r"\textbackslash{}").replace("_", r"\_")
+            .replace("%", r"\%").replace("&", r"\&").replace("#", r"\#"))
+
+
+def load(path):
+    if not os.path.exists(path):
+        return None
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except (OSError, ValueError) as err:
+        print(f"warning: {path} cannot be read ({err}); its numbers show as ??",
+              file=sys.stderr)
+        return None
+
+
+def get(d, *keys):
+    """d[k1][k2]... or None when anything along the way is missing."""
+    for k in keys:
+        if isinstance(d, dict) and k in d:
+            d = d[k]
+        elif isinstance(d, list) and isinstance(k, int) and -len(d) <= k < len(d):
+            d = d[k]
+        else:
+            return None
+    return d
+
+
+def device_name(device):
+    """"cpu" -> "CPU", "cuda" or "cuda:0" -> "GPU"."""
+    if device is None:
+        return None
+    return "GPU" if str(device).startswith("cuda") else str(device).upper()
+
+
+def median(values):
+    return statistics.median(values) if values else None
+
+
+def last(values):
+    return values[-1] if values else None
+
+
+def vae_macros(r, m, prefix, source):
+    """The macros of one VAE run (zdim 20 or 2)."""
+    m = m or {}
+    train, val = m.get("train_elbo") or [], m.get("val_elbo") or []
+    r.add(prefix + "Epochs", m.get("epochs"), source)
+    r.add(prefix + "Zdim", m.get("zdim"), source)
+    r.add(prefix + "HiddenDim", m.get("hidden_dim"), source)
+    r.add(prefix + "BatchSize", m.get("batch_size"), source)
+    r.add(prefix + "Lr", m.get("lr"), source, "{:g}")
+    r.add(prefix + "HalfEpoch", m["epochs"] // 2 if "epochs" in m else None, source)
+    r.add(prefix + "TrainImages", m.get("train_images"), source, "{:,}")
+    r.add(prefix + "TestElbo", m.get("test_elbo"), source, "{:.2f}")
+    r.add(prefix + "TestNll", m.get("test_nll_iw"), source, "{:.2f}")
+    gap = (m["test_elbo"] + m["test_nll_iw"]
+           if "test_elbo" in m and "test_nll_iw" in m else None)
+    # log p(x) - ELBO = KL(q || posterior), estimated: -NLL - ELBO
+    r.add(prefix + "ElboGap", -gap if gap is not None else None, source, "{:.2f}")
+    r.add(prefix + "IwSamples", m.get("iw_samples"), source)
+    r.add(prefix + "FirstTrainElbo", train[0] if train else None, source, "{:.2f}")
+    r.add(prefix + "FirstValElbo", val[0] if val else None, source, "{:.2f}")
+    half = m.get("epochs", 0) // 2
+    r.add(prefix + "HalfValElbo", val[half - 1] if 0 < half <= len(val) else None,
+          source, "{:.2f}")
+    r.add(prefix + "FinalTrainElbo", last(train), source, "{:.2f}")
+    r.add(prefix + "FinalValElbo", last(val), source, "{:.2f}")
+    best = max(val) if val else None
+    r.add(prefix + "BestValElbo", best, source, "{:.2f}")
+    r.add(prefix + "SecondsPerEpoch", median(m.get("seconds_per_epoch") or []),
+          source, "{:.1f}")
+    r.add(prefix + "Device", device_name(m.get("device")), source)
+
+
+def gan_iterations(m):
+    """(half, end) iteration numbers of the sample grids, from the metrics
+    file (only a finished run has one; grids of a run still in progress are
+    not shown, so a caption never names the wrong iteration)."""
+    if m and "iterations" in m:
+        return m["iterations"] // 2, m["iterations"]
+    return None, None
+
+
+def gan_macros(r, m, source):
+    half, end = gan_iterations(m)
+    # The file names are always defined (a placeholder box stands in for a
+    # grid that does not exist), the quoted numbers only with the metrics.
+    r.lines.append(f"\\newcommand{{\\GanHalfFile}}{{gan_samples_iter{half}.png}}")
+    r.lines.append(f"\\newcommand{{\\GanEndFile}}{{gan_samples_iter{end}.png}}")
+    m = m or {}
+    cfg = m.get("config") or {}
+    r.add("GanEpochs", m.get("n_epochs"), source)
+    r.add("GanIterations", m.get("iterations"), source, "{:,}")
+    r.add("GanHalfIteration", m["iterations"] // 2 if "iterations" in m else None,
+          source, "{:,}")
+    r.add("GanDataset", m.get("dataset"), source)
+    r.add("GanDevice", device_name(m.get("device")), source)
+    r.add("GanBatchSize", cfg.get("batch_size"), source)
+    r.add("GanLr", cfg.get("lr"), source, "{:g}")
+    r.add("GanLatentDim", cfg.get("latent_dim"), source)
+    r.add("GanDropout", cfg.get("d_dropout"), source, "{:g}")
+    r.add("GanRealLabel", cfg.get("real_label"), source, "{:g}")
+    # With real-image target r (one-sided label smoothing) the best D outputs
+    # r/2 on both real and generated images once p_g = p_data; its loss there:
+    real = cfg.get("real_label")
+    r.add("GanIdealD", real / 2 if real else None, source, "{:.2f}")
+    r.add("GanIdealLossD", -(real * math.log(real / 2) + (1 - real) * math.log(1 - real / 2))
+          - math.log(1 - real / 2) if real else None, source, "{:.2f}")
+    r.add("GanSecondsPerEpoch", median(m.get("seconds_per_epoch") or []), source, "{:.1f}")
+    hours = (sum(m["seconds_per_epoch"]) / 3600 if m.get("seconds_per_epoch") else None)
+    r.add("GanHours", hours, source, "{:.1f}")
+    for name, key in (("GanFinalLossD", "loss_D"), ("GanFinalLossG", "loss_G"),
+                      ("GanFinalDx", "D_x"), ("GanFinalDGz", "D_G_z")):
+        r.add(name, last(m.get(key) or []), source, "{:.2f}")
+    r.add("GanFirstDGz", get(m, "D_G_z", 0), source, "{:.2f}")
+    r.add("GanFirstLossG", get(m, "loss_G", 0), source, "{:.2f}")
+    shares = m.get("class_shares")
+    r.add("GanClassSamples", m.get("class_samples"), source, "{:,}")
+    r.add("GanClassEntropy", m.get("class_entropy_normalized"), source, "{:.3f}")
+    r.add("GanClassMinShare", 100 * min(shares) if shares else None, source, "{:.1f}")
+    r.add("GanClassMaxShare", 100 * max(shares) if shares else None, source, "{:.1f}")
+    if shares:
+        verdict = ("every class is represented, so the generator has not collapsed onto "
+                   "a few digits" if min(shares) >= 0.02 else
+                   "so some classes are nearly or entirely missing (partial mode collapse)")
+    r.add("GanCoverageVerdict", verdict if shares else None, source)
+    r.add("GanClassesPresent", sum(s > 0 for s in shares) if shares else None, source)
+    r.add("GanStrayPixels", m.get("stray_pixels_per_image"), source, "{:.2f}")
+    r.add("GanInterpFrom", get(m, "interpolation", "labels", 0), source)
+    r.add("GanInterpTo", get(m, "interpolation", "labels", 1), source)
+    path = get(m, "interpolation", "labels_along_path")
+    r.add("GanInterpPath", ", ".join(str(x) for x in path) if path else None, source)
+
+
+def mc_macros(r, m, source):
+    """The Q1.4 experiment (vae_mc_vs_is.py): log p(x) estimated with k samples
+    from the prior and from q(z|x), image-averaged, per latent size."""
+    m = m or {}
+    r.add("McImages", m.get("n_images"), source, "{:,}")
+    r.add("McRepeats", m.get("repeats"), source)
+    runs = m.get("zdims") or {}
+    ks = next((run.get("k") for run in runs.values() if run.get("k")), None)
+    r.add("McMaxSamples", ks[-1] if ks else None, source, "{:,}")
+    for zdim, word in ((2, "Two"), (5, "Five"), (10, "Ten"), (20, "Twenty")):
+        run = runs.get(str(zdim)) or {}
+        prior, iw = get(run, "prior", "mean", -1), get(run, "iw", "mean", -1)
+        r.add(f"Mc{word}PriorMax", prior, source, "{:.1f}")
+        r.add(f"Mc{word}IwMax", iw, source, "{:.1f}")
+        r.add(f"Mc{word}Gap", iw - prior if None not in (prior, iw) else None,
+              source, "{:.1f}")
+        r.add(f"Mc{word}Elbo", run.get("elbo"), source, "{:.1f}")
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    here = os.path.dirname(os.path.abspath(__file__))
+    parser.add_argument("--images", default=os.path.join(here, "..", "images"))
+    parser.add_argument("--out", default=os.path.join(here, "results.tex"))
+    parser.add_argument("--strict", action="store_true",
+                        help="exit with status 1 when any number is missing")
+    args = parser.parse_args()
+
+    r = Results()
+    r.lines += ["% Written by report/make_results.py from images/*.json; do not edit.",
+                r"\providecommand{\MissingResult}[1]{\textbf{??}}"]
+    vae = {}
+    for zdim, prefix in ((20, "VaeTwenty"), (2, "VaeTwo")):
+        name = f"vae_z{zdim}_metrics.json"
+        vae[zdim] = load(os.path.join(args.images, name)) or {}
+        vae_macros(r, vae[zdim], prefix, name)
+    elbos = [vae[z].get("test_elbo") for z in (20, 2)]
+    r.add("VaeElboDiff", elbos[0] - elbos[1] if None not in elbos else None,
+          "vae_z20_metrics.json and vae_z2_metrics.json", "{:.1f}")
+    gan_macros(r, load(os.path.join(args.images, "gan_metrics.json")), "gan_metrics.json")
+    mc_macros(r, load(os.path.join(args.images, "vae_mc_vs_is.json")), "vae_mc_vs_is.json")
+
+    tmp = args.out + ".tmp"
+    with open(tmp, "w") as f:
+        f.write("\n".join(r.lines) + "\n")
+    os.replace(tmp, args.out)
+    if r.missing:
+        sources = sorted({m.split("(")[-1].rstrip(")") for m in r.missing})
+        print(f"warning: {len(r.missing)} numbers show as ?? in the report; missing or "
+              f"incomplete: {', '.join(sources)}", file=sys.stderr)
+        if args.strict:
+            return 1
+    print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
