@@ -28,6 +28,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 import datasets
+import sample_quality
 import utils
 
 
@@ -44,6 +45,10 @@ def build_parser():
                         help="dimensionality of the latent space")
     parser.add_argument("--save_interval", type=utils.positive_int, default=500,
                         help="save a sample grid every SAVE_INTERVAL iterations")
+    parser.add_argument("--quality_samples", type=utils.positive_int,
+                        default=10000,
+                        help="generated images scored (Frechet distance and "
+                             "class coverage) at every save point")
     parser.add_argument("--d_dropout", type=float, default=0.3,
                         help="dropout probability after each hidden layer of "
                              "the discriminator (0 = the plain template)")
@@ -201,7 +206,7 @@ def check_finite(stats, epoch, first_iteration):
 
 
 def train(dataloader, discriminator, generator, optimizer_G, optimizer_D,
-          args, state, fixed_noise, stop):
+          args, state, fixed_noise, stop, score):
     """Train from state["epoch"] to args.n_epochs, saving a checkpoint after
     each epoch. Returns False when stopped by Ctrl-C (the partial epoch is
     dropped), True when all epochs are done."""
@@ -221,6 +226,7 @@ def train(dataloader, discriminator, generator, optimizer_G, optimizer_D,
             if is_sample_iteration(iteration, total, args.save_interval):
                 check_finite(torch.stack(stats).cpu(), epoch, first)
                 save_samples(generator, fixed_noise, iteration, args.out_dir)
+                state["quality"].append({"iteration": iteration, **score(generator)})
         stats = torch.stack(stats).cpu()
         check_finite(stats, epoch, first)
         record_epoch(state, stats, time.perf_counter() - start)
@@ -253,7 +259,7 @@ def checkpoint_path(args):
 
 def new_state():
     metrics = {name: [] for name in CURVES + ("seconds_per_epoch",)}
-    return {"epoch": 0, "iteration": 0, "metrics": metrics,
+    return {"epoch": 0, "iteration": 0, "metrics": metrics, "quality": [],
             "curves": torch.zeros(0, len(CURVES), dtype=torch.float64)}
 
 
@@ -278,7 +284,9 @@ def resume(args, generator, discriminator, optimizer_G, optimizer_D):
     optimizer_G.load_state_dict(ckpt["optimizer_G"])
     optimizer_D.load_state_dict(ckpt["optimizer_D"])
     utils.set_rng_state(ckpt["rng"])
-    return {k: ckpt[k] for k in ("epoch", "iteration", "metrics", "curves")}
+    state = {k: ckpt[k] for k in ("epoch", "iteration", "metrics", "curves")}
+    state["quality"] = ckpt.get("quality", [])  # absent before the quality score
+    return state
 
 
 def resume_command(argv):
@@ -350,45 +358,6 @@ def plot_curves(curves, path):
     plt.close(fig)
 
 
-def build_labeller(images, labels, steps=1000, seed=0):
-    """A small MLP classifier of digits in [0, 1], trained on labelled real
-    MNIST. Each batch is binarized at random half of the time (pixels drawn
-    from Bernoulli(intensity)) so it labels both grey-scale and binary-looking
-    digits, which is what a GAN trained on bmnist produces."""
-    rng = torch.Generator().manual_seed(seed)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        model = nn.Sequential(nn.Linear(784, 256), nn.ReLU(), nn.Linear(256, 10))
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
-    for _ in range(steps):
-        idx = torch.randint(len(images), (128,), generator=rng)
-        x = images[idx]
-        if torch.rand((), generator=rng) < 0.5:
-            x = torch.bernoulli(x, generator=rng)
-        loss = F.cross_entropy(model(x), labels[idx])
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-    return model.eval()
-
-
-@torch.no_grad()
-def label_digits(labeller, images):
-    """Class and confidence of generated images in [-1, 1]."""
-    probs = F.softmax(labeller((images.cpu().flatten(1) + 1) / 2), dim=1)
-    confidence, label = probs.max(dim=1)
-    return label, confidence
-
-
-def class_coverage(labels):
-    shares = torch.bincount(labels, minlength=10).double() / len(labels)
-    nonzero = shares[shares > 0]
-    entropy = -(nonzero * nonzero.log()).sum() / math.log(10)
-    return {"class_shares": shares.tolist(),
-            "class_entropy_normalized": float(entropy),
-            "class_min_share": float(shares.min())}
-
-
 def stray_pixels(images):
     """Mean number per image of lit pixels (> 0) with no lit neighbour among
     their 8: speckle that clean strokes lack (binarized MNIST: ~0.05)."""
@@ -417,23 +386,69 @@ def interpolate(generator, z_a, z_b, steps=7):
     return generate(generator, (1 - t) * z_a + t * z_b)
 
 
-def evaluate(generator, args, n_samples=5000):
-    """Label many generated digits: class coverage, and the interpolation
-    between two confident digits of different classes. Runs on its own seeded
-    RNG, so a resumed run gives the same results."""
-    x_test, y_test = datasets.load_mnist_test(args.data_dir)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(args.seed)
-        labeller = build_labeller(x_test, y_test, seed=args.seed)
-        z = torch.randn(n_samples, args.latent_dim).to(args.device)
-    samples = generate(generator, z)
-    labels, confidence = label_digits(labeller, samples)
+# ------------------------------------------------------------ sample quality
+def build_scorer(args, train_loader):
+    """Scores generated images against held-out real ones: the validation
+    split of binarized MNIST, or the grey-scale test set for --dataset mnist.
+    The summary it returns includes the score of 10k training images, about
+    the best a model can reach with this many samples."""
+    if args.dataset == "mnist":
+        reference, _ = datasets.load_mnist_test(args.data_dir)
+    else:
+        reference = datasets.load_bmnist_split(args.data_dir, "valid").float()
+    real = to_unit(train_loader.data[:len(reference)])
+    return sample_quality.scorer_for(args.data_dir, reference, real)
+
+
+def to_unit(images):
+    """[-1, 1] (the generator's tanh) to [0, 1] (the classifier's input)."""
+    return (images.cpu().flatten(1) + 1) / 2
+
+
+def make_quality_noise(args):
+    """The same noise at every save point, from its own RNG, so that scores
+    over training differ only through the generator, and training's random
+    stream is untouched."""
+    rng = torch.Generator().manual_seed(args.seed + 1)
+    return torch.randn(args.quality_samples, args.latent_dim,
+                       generator=rng).to(args.device)
+
+
+def plot_quality(quality, summary, path):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    x = [q["iteration"] for q in quality]
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(8, 6), sharex=True)
+    top.semilogy(x, [q["frechet_distance"] for q in quality], label="generator")
+    top.axhline(summary["real_frechet_distance"], color="k", ls="--",
+                label="real training images")
+    top.set_ylabel("Frechet distance")
+    bottom.plot(x, [q["class_min_share"] for q in quality], label="generator")
+    bottom.axhline(0.1, color="k", ls="--", label="every digit equally often")
+    bottom.set_ylabel("share of the rarest digit")
+    bottom.set_xlabel("iteration")
+    for ax in (top, bottom):
+        ax.legend()
+        ax.grid(alpha=0.3)
+    top.set_title(f"GAN samples vs held-out digits ({quality[-1]['images']} "
+                  "per point, classifier features)")
+    utils.save_figure(fig, path)
+    plt.close(fig)
+
+
+def evaluate(generator, scorer, quality_noise, args):
+    """The final generator: sample quality, speckle, and the interpolation
+    between two confidently labelled samples of different classes."""
+    samples = generate(generator, quality_noise)
+    labels, confidence = sample_quality.predict(scorer.classifier, to_unit(samples))
     a, b = pick_pair(labels, confidence)
-    row = interpolate(generator, z[a], z[b])
+    row = interpolate(generator, quality_noise[a], quality_noise[b])
     utils.save_png(row, os.path.join(args.out_dir, "gan_interpolation.png"),
                    nrow=len(row), normalize=True, value_range=(-1, 1))
-    row_labels, _ = label_digits(labeller, row)
-    return {**class_coverage(labels), "class_samples": n_samples,
+    row_labels, _ = sample_quality.predict(scorer.classifier, to_unit(row))
+    return {**scorer(to_unit(samples)),
             "stray_pixels_per_image": stray_pixels(samples),
             "interpolation": {
                 "labels": [int(labels[a]), int(labels[b])],
@@ -443,16 +458,23 @@ def evaluate(generator, args, n_samples=5000):
                 "labels_along_path": row_labels.tolist()}}
 
 
-def write_outputs(args, state, generator, discriminator):
+def write_outputs(args, state, generator, discriminator, scorer, summary,
+                  quality_noise):
     out = args.out_dir
     utils.save_torch(generator.state_dict(), os.path.join(out, "gan_generator.pt"))
     utils.save_torch(discriminator.state_dict(),
                      os.path.join(out, "gan_discriminator.pt"))
     plot_curves(state["curves"], os.path.join(out, "gan_losses.png"))
+    plot_quality(state["quality"], summary, os.path.join(out, "gan_quality.png"))
     metrics = {"device": str(args.device), "dataset": args.dataset,
                "n_epochs": args.n_epochs, "iterations": state["iteration"],
                "config": training_config(args), **state["metrics"],
-               **evaluate(generator, args)}
+               **evaluate(generator, scorer, quality_noise, args),
+               "quality_reference": summary,
+               "quality_over_training": {
+                   key: [q[key] for q in state["quality"]] for key in (
+                       "iteration", "frechet_distance", "class_min_share",
+                       "class_entropy_normalized")}}
     utils.save_json(metrics, os.path.join(out, "gan_metrics.json"))
 
 
@@ -463,8 +485,13 @@ def main(argv=None):
     utils.seed_everything(args.seed)
     try:
         dataloader = load_data(args)
-        # Fail on a missing labelled test set now, not after hours of training.
-        datasets.load_mnist_test(args.data_dir)
+        # Needs the labelled test set: fails now, not after hours of training.
+        scorer, summary = build_scorer(args, dataloader)
+        quality_noise = make_quality_noise(args)
+
+        def score(generator):
+            return scorer(to_unit(generate(generator, quality_noise)))
+
         generator = Generator(args.latent_dim).to(args.device)
         discriminator = Discriminator(args.d_dropout).to(args.device)
         optimizer_G = torch.optim.Adam(generator.parameters(), lr=args.lr,
@@ -478,16 +505,18 @@ def main(argv=None):
         else:
             state = new_state()
             save_samples(generator, fixed_noise, 0, args.out_dir)
+            state["quality"].append({"iteration": 0, **score(generator)})
             save_checkpoint(args, state, generator, discriminator, optimizer_G,
                             optimizer_D)
         with utils.StopOnSigint() as stop:
             finished = train(dataloader, discriminator, generator, optimizer_G,
-                             optimizer_D, args, state, fixed_noise, stop)
+                             optimizer_D, args, state, fixed_noise, stop, score)
         if not finished:
             print(f"interrupted: {checkpoint_path(args)} holds epoch "
                   f"{state['epoch']}; resume with: {resume_command(argv)}")
             return 130
-        write_outputs(args, state, generator, discriminator)
+        write_outputs(args, state, generator, discriminator, scorer, summary,
+                      quality_noise)
     except (datasets.DataError, utils.TrainingError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1

@@ -23,6 +23,7 @@ import torch.nn.functional as F  # noqa: E402
 from scipy.stats import norm  # noqa: E402
 from torchvision.utils import make_grid  # noqa: E402
 
+import sample_quality  # noqa: E402
 import utils  # noqa: E402
 from datasets import DataError, bmnist  # noqa: E402
 
@@ -111,16 +112,27 @@ class VAE(nn.Module):
         self.encoder = Encoder(hidden_dim, z_dim)
         self.decoder = Decoder(hidden_dim, z_dim)
 
-    def elbo(self, x):
-        """Per-image ELBO, shape (B,), with one reparametrized sample of z."""
+    def elbo_terms(self, x):
+        """Per-image reconstruction term E_q[log p(x|z)] (one reparametrized
+        sample of z) and KL(q(z|x) || p(z)), shape (B,) each."""
         mean, logvar = self.encoder(x)
         z = reparametrize(mean, logvar)
         recon = bernoulli_log_likelihood(self.decoder.logits(z), x)
-        return recon - gaussian_kl(mean, logvar)
+        return recon, gaussian_kl(mean, logvar)
 
-    def forward(self, input):
-        """The negative ELBO averaged over the batch (the training loss)."""
-        return -self.elbo(input.view(-1, PIXELS)).mean()
+    def elbo(self, x):
+        """Per-image ELBO, shape (B,), with one reparametrized sample of z."""
+        recon, kl = self.elbo_terms(x)
+        return recon - kl
+
+    def forward(self, input, kl_weight=1.0):
+        """The negative ELBO averaged over the batch (the training loss).
+
+        kl_weight < 1 down-weights the KL term (warm-up); the result is then
+        no longer the negative ELBO.
+        """
+        recon, kl = self.elbo_terms(input.view(-1, PIXELS))
+        return -(recon - kl_weight * kl).mean()
 
     @torch.no_grad()
     def sample(self, n_samples, generator=None):
@@ -177,34 +189,37 @@ class VAE(nn.Module):
 
 
 # ---------------------------------------------------------------- training
-def epoch_iter(model, data, optimizer, stop=None, epoch=0):
+def epoch_iter(model, data, optimizer, stop=None, epoch=0, kl_weight=1.0):
     """One pass over `data`; trains when the model is in training mode.
 
-    Returns the average ELBO in nats per image.
+    The loss down-weights the KL by kl_weight (KL warm-up); the returned
+    figure is always the true average ELBO in nats per image.
     """
     total, count = 0.0, 0
     for i, imgs in enumerate(data, start=1):
         if stop is not None:
             stop.check()
         with torch.set_grad_enabled(model.training):
-            loss = model(imgs)
-        if not math.isfinite(loss.item()):
-            raise utils.TrainingError(f"the loss became {loss.item()} in epoch "
+            recon, kl = model.elbo_terms(imgs.view(-1, PIXELS))
+            loss = -(recon - kl_weight * kl).mean()
+        elbo = (recon - kl).mean().item()
+        if not math.isfinite(elbo):
+            raise utils.TrainingError(f"the ELBO became {elbo} in epoch "
                                       f"{epoch}, iteration {i}; training stopped")
         if model.training:
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
-        total -= loss.item() * len(imgs)
+        total += elbo * len(imgs)
         count += len(imgs)
     return total / count
 
 
-def run_epoch(model, data, optimizer, stop=None, epoch=0):
+def run_epoch(model, data, optimizer, stop=None, epoch=0, kl_weight=1.0):
     """Train on the training set, then evaluate on the validation set."""
     traindata, valdata = data
     model.train()
-    train_elbo = epoch_iter(model, traindata, optimizer, stop, epoch)
+    train_elbo = epoch_iter(model, traindata, optimizer, stop, epoch, kl_weight)
     model.eval()
     val_elbo = epoch_iter(model, valdata, optimizer, stop, epoch)
     return train_elbo, val_elbo
@@ -283,8 +298,14 @@ def parse_args(argv=None):
     parser.add_argument("--batch_size", default=128, type=utils.positive_int)
     parser.add_argument("--lr", default=1e-3, type=utils.positive_float,
                         help="Adam's initial learning rate (cosine decay to 0)")
+    parser.add_argument("--warmup", default=0, type=utils.nonneg_int,
+                        help="KL warm-up: epoch e (from 1) weights the KL term by "
+                             "min(1, e/(N+1)); 0 trains on the ELBO throughout")
     parser.add_argument("--iw_samples", default=500, type=utils.positive_int,
                         help="importance samples per test image for the NLL")
+    parser.add_argument("--quality_samples", default=10000, type=utils.nonneg_int,
+                        help="samples scored by sample_quality.py after training "
+                             "(needs the labelled MNIST test set; 0: skip)")
     parser.add_argument("--seed", default=0, type=utils.nonneg_int)
     parser.add_argument("--max_images", default=0, type=utils.nonneg_int,
                         help="train on the first N training images (0: all)")
@@ -302,7 +323,8 @@ def parse_args(argv=None):
 
 def training_config(args):
     """The flags a checkpoint must share with the run that resumes it."""
-    keys = ("epochs", "zdim", "hidden_dim", "batch_size", "lr", "seed", "max_images")
+    keys = ("epochs", "zdim", "hidden_dim", "batch_size", "lr", "warmup", "seed",
+            "max_images")
     return {k: getattr(args, k) for k in keys}
 
 
@@ -331,7 +353,8 @@ def train(args, model, data, optimizer, scheduler, history):
     with utils.StopOnSigint() as stop:
         for epoch in range(len(history["train_elbo"]) + 1, args.epochs + 1):
             started = time.time()
-            train_elbo, val_elbo = run_epoch(model, data, optimizer, stop, epoch)
+            kl_weight = min(1.0, epoch / (args.warmup + 1))
+            train_elbo, val_elbo = run_epoch(model, data, optimizer, stop, epoch, kl_weight)
             scheduler.step()
             history["train_elbo"].append(train_elbo)
             history["val_elbo"].append(val_elbo)
@@ -344,8 +367,28 @@ def train(args, model, data, optimizer, scheduler, history):
             save_checkpoint(args, model, optimizer, scheduler, history)
 
 
-def finish(args, model, test_data, history):
-    """Test numbers, figures, the model and the metrics file."""
+def build_scorer(args, data):
+    """Scores samples against the validation images; the summary includes
+    the score of as many training images (what a perfect model would get)."""
+    (train, val) = data
+    reference = val.data.flatten(1).cpu()
+    return sample_quality.scorer_for(args.data_dir, reference,
+                                     train.data[:len(reference)].flatten(1).cpu())
+
+
+def score_samples(model, args, scorer):
+    """Quality of binary samples, and the Frechet distance of their
+    Bernoulli means (smooth images, hence further from binary real digits)."""
+    generator = torch.Generator().manual_seed(args.seed + 1)
+    sampled_ims, im_means = model.sample(args.quality_samples, generator)
+    quality = scorer(sampled_ims)
+    quality["means_frechet_distance"] = scorer(im_means)["frechet_distance"]
+    return quality
+
+
+def finish(args, model, test_data, history, quality=None):
+    """Test numbers, figures, the model and the metrics file; `quality`, the
+    scorer and its summary, adds the sample quality."""
     test_elbo, test_nll = evaluate(model, test_data, args.iw_samples)
     print(f"test elbo: {test_elbo:.2f}  test NLL (IW, k={args.iw_samples}): "
           f"{test_nll:.2f} nats per image")
@@ -357,6 +400,13 @@ def finish(args, model, test_data, history):
                "test_nll_iw": test_nll, "iw_samples": args.iw_samples,
                "device": str(args.device),
                "train_images": args.max_images or 50_000}
+    if quality is not None:
+        scorer, summary = quality
+        metrics["sample_quality"] = score_samples(model, args, scorer)
+        metrics["quality_reference"] = summary
+        print(f"sample quality: Frechet distance "
+              f"{metrics['sample_quality']['frechet_distance']:.2f} "
+              f"(real images: {summary['real_frechet_distance']:.2f})")
     utils.save_json(metrics, output_path(args, "metrics.json"))
 
 
@@ -365,6 +415,8 @@ def main(argv=None):
     utils.seed_everything(args.seed)
     try:
         data, test_data = load_data(args)
+        # Needs the labelled test set: fails now, not after training.
+        quality = build_scorer(args, data) if args.quality_samples else None
     except DataError as err:
         sys.exit(f"error: {err}")
     model = VAE(hidden_dim=args.hidden_dim, z_dim=args.zdim).to(args.device)
@@ -385,7 +437,7 @@ def main(argv=None):
             save_samples(model, args.seed, output_path(args, "samples_epoch0.png"))
             save_checkpoint(args, model, optimizer, scheduler, history)
         train(args, model, data, optimizer, scheduler, history)
-        finish(args, model, test_data, history)
+        finish(args, model, test_data, history, quality)
     except (utils.Interrupted, KeyboardInterrupt):  # the latter: during evaluation
         done = len(history["train_elbo"])
         command = shlex.join([sys.executable, *sys.argv] +

@@ -124,15 +124,6 @@ def test_pick_pair_chooses_confident_digits_of_different_classes():
     assert gan.pick_pair(labels, confidence) == (0, 3)
 
 
-def test_class_coverage():
-    cover = gan.class_coverage(torch.arange(10).repeat(3))
-    assert cover["class_shares"] == pytest.approx([0.1] * 10)
-    assert cover["class_entropy_normalized"] == pytest.approx(1.0)
-    collapsed = gan.class_coverage(torch.tensor([2, 2, 2, 7]))
-    assert collapsed["class_min_share"] == 0.0
-    assert collapsed["class_entropy_normalized"] < 0.3
-
-
 # -------------------------------------------------------------------- flags
 @pytest.mark.parametrize("flags, message", [
     (["--n_epochs", "0"], "--n_epochs"),
@@ -205,6 +196,13 @@ def test_cli_run_writes_every_output(reference_run):
         assert len(metrics[key]) == 3
     assert len(metrics["class_shares"]) == 10
     assert sum(metrics["class_shares"]) == pytest.approx(1.0)
+    quality = metrics["quality_over_training"]
+    assert quality["iteration"] == [0, 25, 45, 50, 75, 90]
+    assert all(d > 0 for d in quality["frechet_distance"])
+    assert metrics["frechet_distance"] == quality["frechet_distance"][-1]
+    assert metrics["images"] == 10000
+    assert 0 < metrics["quality_reference"]["real_frechet_distance"] < 10
+    assert (out / "gan_quality.png").stat().st_size > 0
     pair = metrics["interpolation"]
     assert pair["labels"][0] != pair["labels"][1]
     assert all(0 < c <= 1 for c in pair["confidences"])

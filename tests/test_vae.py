@@ -201,6 +201,45 @@ def test_cli_end_to_end(data_dir, tmp_path):
     assert "[Epoch 2/2]" in result.stdout
     state = torch.load(out / "vae_z2.pt", weights_only=True)
     assert state["encoder.net.0.weight"].shape == (512, 784)
+    quality = metrics["sample_quality"]
+    assert quality["images"] == 10000 and len(quality["class_shares"]) == 10
+    real = metrics["quality_reference"]["real_frechet_distance"]
+    assert quality["frechet_distance"] > real > 0
+    assert quality["means_frechet_distance"] > 0
+    assert "sample quality: Frechet distance" in result.stdout
+
+
+def test_quality_score_needs_the_labelled_test_set_unless_skipped(data_dir, tmp_path):
+    data = tmp_path / "data"
+    data.mkdir()
+    os.symlink(os.path.join(data_dir, "binarized_mnist"), data / "binarized_mnist")
+    flags = ["--data_dir", str(data), "--out_dir", str(tmp_path), "--epochs", "1",
+             "--max_images", "500", "--iw_samples", "1", "--hidden_dim", "32"]
+    result = run_script("a3_vae_template.py", *flags)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert result.stderr.startswith("error: ") and "t10k-images" in result.stderr
+    assert not (tmp_path / "vae_z20_checkpoint.pt").exists()  # refused up front
+    result = run_script("a3_vae_template.py", *flags, "--quality_samples", "0")
+    assert result.returncode == 0, result.stderr
+    metrics = json.loads((tmp_path / "vae_z20_metrics.json").read_text())
+    assert "sample_quality" not in metrics
+
+
+def test_kl_warmup_changes_the_loss_but_not_the_reported_elbo():
+    torch.manual_seed(0)
+    model = vae.VAE(hidden_dim=16, z_dim=3).eval()
+    x = torch.bernoulli(torch.full((8, 784), 0.3))
+    torch.manual_seed(1)
+    recon, kl = model.elbo_terms(x)
+    torch.manual_seed(1)
+    assert torch.allclose(model(x, kl_weight=0.25), -(recon - 0.25 * kl).mean())
+    elbos = []
+    for weight in (0.25, 1.0):
+        torch.manual_seed(2)
+        elbos.append(vae.epoch_iter(model, [x], None, kl_weight=weight))
+    assert elbos[0] == pytest.approx(elbos[1])
+    torch.manual_seed(2)
+    assert elbos[1] == pytest.approx(model.elbo(x).mean().item())
 
 
 @pytest.mark.parametrize("flags, message", [
@@ -313,14 +352,14 @@ def test_sigint_stops_cleanly_with_resume_hint(data_dir, tmp_path):
 
 def test_non_finite_loss_stops_and_keeps_last_checkpoint(data_dir, tmp_path, monkeypatch):
     calls = {"n": 0}
-    forward = vae.VAE.forward
+    elbo_terms = vae.VAE.elbo_terms
 
     def poisoned(self, x):
         calls["n"] += 1
-        loss = forward(self, x)
-        return loss * math.nan if calls["n"] == 108 else loss
+        recon, kl = elbo_terms(self, x)
+        return (recon * math.nan, kl) if calls["n"] == 108 else (recon, kl)
 
-    monkeypatch.setattr(vae.VAE, "forward", poisoned)
+    monkeypatch.setattr(vae.VAE, "elbo_terms", poisoned)
     argv = ["--data_dir", data_dir, "--out_dir", str(tmp_path), "--epochs", "3",
             "--max_images", "500", "--batch_size", "100", "--hidden_dim", "32"]
     with pytest.raises(SystemExit) as stop:

@@ -1,0 +1,95 @@
+"""Tests of sample_quality.py: the Frechet distance, class coverage, the
+cached digit classifier, and that the score ranks real digits above noise."""
+import os
+
+import numpy as np
+import pytest
+import torch
+
+import datasets
+import sample_quality as sq
+
+
+def test_frechet_distance_of_identical_gaussians_is_zero():
+    rng = np.random.default_rng(0)
+    a = rng.normal(size=(500, 6))
+    mean, cov = a.mean(0), np.cov(a, rowvar=False)
+    assert sq.frechet_distance(mean, cov, mean, cov) == pytest.approx(0, abs=1e-8)
+
+
+def test_frechet_distance_matches_closed_form_for_diagonal_covariances():
+    # diagonal: |m_a - m_b|^2 + sum (sqrt(a_i) - sqrt(b_i))^2
+    mean_a, mean_b = np.array([0.0, 1.0, 2.0]), np.array([1.0, 1.0, 0.0])
+    var_a, var_b = np.array([1.0, 4.0, 0.25]), np.array([9.0, 1.0, 0.25])
+    want = 5.0 + (1 - 3) ** 2 + (2 - 1) ** 2 + 0
+    got = sq.frechet_distance(mean_a, np.diag(var_a), mean_b, np.diag(var_b))
+    assert got == pytest.approx(want)
+
+
+def test_frechet_distance_is_symmetric_for_full_covariances():
+    rng = np.random.default_rng(1)
+    a, b = rng.normal(size=(200, 5)), rng.normal(size=(200, 5)) @ rng.normal(size=(5, 5))
+    stats_a = a.mean(0), np.cov(a, rowvar=False)
+    stats_b = b.mean(0), np.cov(b, rowvar=False)
+    assert sq.frechet_distance(*stats_a, *stats_b) == pytest.approx(
+        sq.frechet_distance(*stats_b, *stats_a), rel=1e-6)
+
+
+def test_class_coverage():
+    cover = sq.class_coverage(torch.arange(10).repeat(3))
+    assert cover["class_shares"] == pytest.approx([0.1] * 10)
+    assert cover["class_entropy_normalized"] == pytest.approx(1.0)
+    collapsed = sq.class_coverage(torch.tensor([2, 2, 2, 7]))
+    assert collapsed["class_min_share"] == 0.0
+    assert collapsed["class_entropy_normalized"] < 0.3
+    single = sq.class_coverage(torch.tensor([4, 4]))
+    assert str(single["class_entropy_normalized"]) == "0.0"
+
+
+@pytest.fixture(scope="module")
+def scorer(data_dir):
+    reference = datasets.load_bmnist_split(data_dir, "valid").float()
+    train = datasets.load_bmnist_split(data_dir, "train")[:10000].float()
+    return sq.scorer_for(data_dir, reference, train)
+
+
+def test_classifier_recognises_grey_and_binary_digits(scorer):
+    _, summary = scorer
+    info = summary["classifier"]
+    assert info["check_images"] >= 1000
+    assert info["accuracy"] > 0.93 and info["accuracy_binarized"] > 0.9
+
+
+def test_score_ranks_real_digits_far_above_noise_and_one_class(scorer, data_dir):
+    scorer, summary = scorer
+    assert summary["real_frechet_distance"] < 5
+    assert summary["real_class_min_share"] > 0.07
+    noise = scorer(torch.bernoulli(torch.full((2000, 784), 0.2)))
+    assert noise["frechet_distance"] > 100 * summary["real_frechet_distance"]
+    test = datasets.load_bmnist_split(data_dir, "test").float()
+    labels, _ = sq.predict(scorer.classifier, test)
+    ones = scorer(test[labels == 1])
+    assert ones["class_min_share"] == 0.0 and ones["class_shares"][1] > 0.9
+    assert ones["frechet_distance"] > 20 * summary["real_frechet_distance"]
+
+
+def test_classifier_cache_is_written_once_and_reused(data_dir, tmp_path, monkeypatch):
+    os.symlink(os.path.join(data_dir, "MNIST"), tmp_path / "MNIST")
+    monkeypatch.setattr(sq, "train_classifier",
+                        lambda x, y: sq.DigitClassifier().eval())
+    first, info = sq.load_classifier(str(tmp_path))
+    assert (tmp_path / f"digit_classifier_{info['trained_on']}.pt").exists()
+
+    def no_training(x, y):
+        raise AssertionError("retrained despite the cache")
+
+    monkeypatch.setattr(sq, "train_classifier", no_training)
+    again, info_again = sq.load_classifier(str(tmp_path))
+    assert info_again == info
+    for a, b in zip(first.state_dict().values(), again.state_dict().values()):
+        assert torch.equal(a, b)
+
+
+def test_missing_labelled_digits_is_a_data_error(tmp_path):
+    with pytest.raises(datasets.DataError, match="t10k-images"):
+        sq.load_classifier(str(tmp_path))
