@@ -14,7 +14,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: test run run-vae run-gan bench mc-vs-is results clean
+.PHONY: test run run-vae run-vae-best run-gan bench mc-vs-is results clean
 
 $(STAMP): requirements.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -30,6 +30,11 @@ run: run-vae run-gan
 run-vae: $(STAMP)
 	$(PY) a3_vae_template.py --data_dir $(DATA_DIR) --out_dir $(OUT_DIR) --zdim 20
 	$(PY) a3_vae_template.py --data_dir $(DATA_DIR) --out_dir $(OUT_DIR) --zdim 2
+
+# Below the published 88.56 nats (see README); about 40 minutes on 2 CPU cores.
+run-vae-best: $(STAMP)
+	$(PY) a3_vae_template.py --data_dir $(DATA_DIR) --out_dir $(OUT_DIR)/vae_best \
+		--zdim 40 --epochs 200 --keep_best --iw_samples 1000
 
 run-gan: $(STAMP)
 	$(PY) a3_gan_template.py --data_dir $(DATA_DIR) --out_dir $(OUT_DIR) --dataset $(GAN_DATASET)

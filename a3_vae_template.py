@@ -301,6 +301,9 @@ def parse_args(argv=None):
     parser.add_argument("--warmup", default=0, type=utils.nonneg_int,
                         help="KL warm-up: epoch e (from 1) weights the KL term by "
                              "min(1, e/(N+1)); 0 trains on the ELBO throughout")
+    parser.add_argument("--keep_best", action="store_true",
+                        help="test the weights of the epoch with the best "
+                             "validation ELBO (early stopping) instead of the last")
     parser.add_argument("--iw_samples", default=500, type=utils.positive_int,
                         help="importance samples per test image for the NLL")
     parser.add_argument("--quality_samples", default=10000, type=utils.nonneg_int,
@@ -323,8 +326,8 @@ def parse_args(argv=None):
 
 def training_config(args):
     """The flags a checkpoint must share with the run that resumes it."""
-    keys = ("epochs", "zdim", "hidden_dim", "batch_size", "lr", "warmup", "seed",
-            "max_images")
+    keys = ("epochs", "zdim", "hidden_dim", "batch_size", "lr", "warmup", "keep_best",
+            "seed", "max_images")
     return {k: getattr(args, k) for k in keys}
 
 
@@ -332,10 +335,10 @@ def output_path(args, suffix):
     return os.path.join(args.out_dir, f"vae_z{args.zdim}_{suffix}")
 
 
-def save_checkpoint(args, model, optimizer, scheduler, history):
+def save_checkpoint(args, model, optimizer, scheduler, history, best):
     utils.save_torch({"config": training_config(args), "model": model.state_dict(),
                       "optimizer": optimizer.state_dict(),
-                      "scheduler": scheduler.state_dict(),
+                      "scheduler": scheduler.state_dict(), "best": best,
                       "rng": utils.rng_state(), "history": history},
                      output_path(args, "checkpoint.pt"))
 
@@ -347,8 +350,10 @@ def load_data(args):
     return (train, val), test
 
 
-def train(args, model, data, optimizer, scheduler, history):
-    """Train up to args.epochs, checkpointing after every epoch."""
+def train(args, model, data, optimizer, scheduler, history, best):
+    """Train up to args.epochs, checkpointing after every epoch. With
+    --keep_best, best["model"] holds the weights of the best validation
+    ELBO so far."""
     halfway = args.epochs // 2
     with utils.StopOnSigint() as stop:
         for epoch in range(len(history["train_elbo"]) + 1, args.epochs + 1):
@@ -364,7 +369,9 @@ def train(args, model, data, optimizer, scheduler, history):
                   f"({history['seconds_per_epoch'][-1]:.1f} s)", flush=True)
             if epoch in (halfway, args.epochs):
                 save_samples(model, args.seed, output_path(args, f"samples_epoch{epoch}.png"))
-            save_checkpoint(args, model, optimizer, scheduler, history)
+            if args.keep_best and val_elbo >= max(history["val_elbo"]):
+                best["model"] = {k: v.clone() for k, v in model.state_dict().items()}
+            save_checkpoint(args, model, optimizer, scheduler, history, best)
 
 
 def build_scorer(args, data):
@@ -386,10 +393,17 @@ def score_samples(model, args, scorer):
     return quality
 
 
-def finish(args, model, test_data, history, quality=None):
+def finish(args, model, test_data, history, best, quality=None):
     """Test numbers, figures, the model and the metrics file; `quality`, the
     scorer and its summary, adds the sample quality."""
+    tested_epoch = len(history["val_elbo"])
+    if args.keep_best:
+        model.load_state_dict(best["model"])
+        tested_epoch = 1 + max(range(tested_epoch), key=history["val_elbo"].__getitem__)
+        print(f"testing the weights of epoch {tested_epoch} (best validation ELBO)")
+    started = time.time()
     test_elbo, test_nll = evaluate(model, test_data, args.iw_samples)
+    test_seconds = time.time() - started
     print(f"test elbo: {test_elbo:.2f}  test NLL (IW, k={args.iw_samples}): "
           f"{test_nll:.2f} nats per image")
     save_elbo_plot(history["train_elbo"], history["val_elbo"], output_path(args, "elbo.png"))
@@ -398,6 +412,7 @@ def finish(args, model, test_data, history, quality=None):
     utils.save_torch(model.state_dict(), os.path.join(args.out_dir, f"vae_z{args.zdim}.pt"))
     metrics = {**training_config(args), **history, "test_elbo": test_elbo,
                "test_nll_iw": test_nll, "iw_samples": args.iw_samples,
+               "tested_epoch": tested_epoch, "test_seconds": test_seconds,
                "device": str(args.device),
                "train_images": args.max_images or 50_000}
     if quality is not None:
@@ -423,6 +438,7 @@ def main(argv=None):
     optimizer = torch.optim.Adam(model.parameters(), lr=args.lr)
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, args.epochs)
     history = {"train_elbo": [], "val_elbo": [], "seconds_per_epoch": []}
+    best = {"model": None}
     checkpoint = output_path(args, "checkpoint.pt")
     try:
         if args.resume:
@@ -431,13 +447,14 @@ def main(argv=None):
             optimizer.load_state_dict(ckpt["optimizer"])
             scheduler.load_state_dict(ckpt["scheduler"])
             history = ckpt["history"]
+            best = ckpt.get("best", best)
             utils.set_rng_state(ckpt["rng"])
             print(f"resuming after epoch {len(history['train_elbo'])}")
         else:
             save_samples(model, args.seed, output_path(args, "samples_epoch0.png"))
-            save_checkpoint(args, model, optimizer, scheduler, history)
-        train(args, model, data, optimizer, scheduler, history)
-        finish(args, model, test_data, history, quality)
+            save_checkpoint(args, model, optimizer, scheduler, history, best)
+        train(args, model, data, optimizer, scheduler, history, best)
+        finish(args, model, test_data, history, best, quality)
     except (utils.Interrupted, KeyboardInterrupt):  # the latter: during evaluation
         done = len(history["train_elbo"])
         command = shlex.join([sys.executable, *sys.argv] +

@@ -12,6 +12,9 @@ import statistics
 
 START = "<!-- results:start (written by `make results`; do not edit by hand) -->"
 END = "<!-- results:end -->"
+# The run that targets the published test NLL (`make run-vae-best`).
+BEST_DIR = "vae_best"
+BEST_ZDIM = 40
 
 
 def load(out_dir, name):
@@ -22,14 +25,28 @@ def load(out_dir, name):
         return json.load(f)
 
 
+def vae_flags(m):
+    """The flags that set a run apart from the defaults, as a command line."""
+    flags = [f"--zdim {m['zdim']}"]
+    for key, default in (("epochs", 40), ("hidden_dim", 512), ("warmup", 0)):
+        if m.get(key, default) != default:
+            flags.append(f"--{key} {m[key]}")
+    if m.get("keep_best"):
+        flags.append("--keep_best")
+    return " ".join(flags)
+
+
 def vae_section(metrics):
     lines = ["| run | epochs | train ELBO | val ELBO | test ELBO | test NLL (IW) | "
-             "s/epoch | device |", "|---|---|---|---|---|---|---|---|"]
+             "sample FD | s/epoch | device |", "|---|---|---|---|---|---|---|---|---|"]
     for m in metrics:
+        fd = m.get("sample_quality", {}).get("frechet_distance")
+        tested = m.get("tested_epoch", m["epochs"])
         lines.append(
-            f"| `--zdim {m['zdim']}` | {m['epochs']} | {m['train_elbo'][-1]:.2f} | "
-            f"{m['val_elbo'][-1]:.2f} | **{m['test_elbo']:.2f}** | "
+            f"| `{vae_flags(m)}` | {m['epochs']} | {m['train_elbo'][tested - 1]:.2f} | "
+            f"{m['val_elbo'][tested - 1]:.2f} | **{m['test_elbo']:.2f}** | "
             f"**{m['test_nll_iw']:.2f}** (k = {m['iw_samples']}) | "
+            f"{'-' if fd is None else f'{fd:.1f}'} | "
             f"{statistics.median(m['seconds_per_epoch']):.1f} | {m['device']} |")
     return lines
 
@@ -43,12 +60,42 @@ def gan_section(m):
               f"| {m['n_epochs']} | {m['loss_D'][-1]:.3f} | {m['loss_G'][-1]:.3f} | "
               f"{m['D_x'][-1]:.3f} | {m['D_G_z'][-1]:.3f} |"]
     if shares:
-        lines += ["", f"Digit classes of {m.get('class_samples', 'the')} generated "
-                  "samples, as labelled by the labeller (share in %):", "",
+        lines += ["", f"Digit classes of {m.get('images', 'the')} generated "
+                  "samples, as labelled by the digit classifier (share in %):", "",
                   "| " + " | ".join(str(d) for d in range(10)) + " |",
                   "|" + "---|" * 10,
                   "| " + " | ".join(f"{100 * s:.1f}" for s in shares) + " |"]
     return lines
+
+
+def quality_section(gan, vae):
+    """Frechet distances (classifier features, 10k samples vs the held-out
+    validation digits): the GAN over training, the VAE, and real digits."""
+    ref = next((m["quality_reference"] for m in [gan or {}, *vae]
+                if "quality_reference" in m), {})
+    lines = ["| samples | Frechet distance | rarest digit (%) |", "|---|---|---|"]
+    if "real_frechet_distance" in ref:
+        lines.append(f"| real training images | {ref['real_frechet_distance']:.2f} | "
+                     f"{100 * ref['real_class_min_share']:.1f} |")
+    curve = (gan or {}).get("quality_over_training")
+    if curve:
+        steps = len(curve["iteration"]) - 1
+        for i in sorted({0, steps // 10, steps // 2, steps}):
+            lines.append(f"| GAN, iteration {curve['iteration'][i]:,} | "
+                         f"{curve['frechet_distance'][i]:.1f} | "
+                         f"{100 * curve['class_min_share'][i]:.1f} |")
+        best = min(range(steps + 1), key=curve["frechet_distance"].__getitem__)
+        lines.append(f"| GAN, best save point (iteration {curve['iteration'][best]:,}) | "
+                     f"{curve['frechet_distance'][best]:.1f} | "
+                     f"{100 * curve['class_min_share'][best]:.1f} |")
+    for m in vae:
+        q = m.get("sample_quality")
+        if q:
+            lines.append(f"| VAE `{vae_flags(m)}`, binary samples | "
+                         f"{q['frechet_distance']:.1f} | {100 * q['class_min_share']:.1f} |")
+            lines.append(f"| VAE `{vae_flags(m)}`, Bernoulli means | "
+                         f"{q['means_frechet_distance']:.1f} | - |")
+    return lines if len(lines) > 2 else []
 
 
 def bench_section(out_dir):
@@ -70,12 +117,19 @@ def bench_section(out_dir):
 
 def results(out_dir):
     lines = []
-    vae = [m for m in (load(out_dir, f"vae_z{z}_metrics.json") for z in (20, 2)) if m]
+    names = ["vae_z20_metrics.json", "vae_z2_metrics.json",
+             os.path.join(BEST_DIR, f"vae_z{BEST_ZDIM}_metrics.json")]
+    vae = [m for m in (load(out_dir, name) for name in names) if m]
     if vae:
         lines += vae_section(vae) + [""]
     gan = load(out_dir, "gan_metrics.json")
     if gan:
         lines += gan_section(gan) + [""]
+    quality = quality_section(gan, [m for m in vae if m.get("sample_quality")])
+    if quality:
+        lines += ["Sample quality: Frechet distance between classifier features of "
+                  "10,000 samples and the 10,000 held-out validation digits "
+                  "(`sample_quality.py`; lower is better):", ""] + quality + [""]
     lines += bench_section(out_dir)
     return "\n".join(lines).strip()
 

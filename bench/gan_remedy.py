@@ -3,10 +3,11 @@ against the script's defaults, trained side by side with the same budget.
 
 Runs a3_gan_template.py twice on --dataset bmnist for --n_epochs epochs:
 plain (--d_dropout 0 --real_label 1) and the defaults (dropout in D and
-one-sided label smoothing). Each run labels 5,000 of its samples with the
-script's labeller; this script collects the class coverage and the stray-pixel
-count (lit pixels without a lit neighbour) of both, next to the stray-pixel
-count of real binarized digits, into --out (JSON) and prints a table.
+one-sided label smoothing). Each run scores 10,000 of its samples with
+sample_quality.py; this script collects the Frechet distance to held-out
+digits, the class coverage and the stray-pixel count (lit pixels without a
+lit neighbour) of both, next to the values of real binarized digits, into
+--out (JSON) and prints a table.
 
     python bench/gan_remedy.py --data_dir ../shared/datasets --n_epochs 10
 """
@@ -25,7 +26,7 @@ import utils  # noqa: E402
 
 RECIPES = {"plain template": ["--d_dropout", "0", "--real_label", "1"],
            "defaults (remedy)": []}
-KEYS = ("class_shares", "class_min_share", "class_entropy_normalized",
+KEYS = ("frechet_distance", "class_shares", "class_min_share", "class_entropy_normalized",
         "stray_pixels_per_image")
 
 
@@ -37,7 +38,7 @@ def run(flags, args, out_dir):
     subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
     with open(os.path.join(out_dir, "gan_metrics.json")) as f:
         metrics = json.load(f)
-    return {k: metrics[k] for k in KEYS}
+    return {k: metrics[k] for k in KEYS}, metrics["quality_reference"]
 
 
 def main():
@@ -55,13 +56,17 @@ def main():
               "recipes": {}}
     with tempfile.TemporaryDirectory() as tmp:
         for i, (name, flags) in enumerate(RECIPES.items()):
-            result["recipes"][name] = {"flags": " ".join(flags) or "(none)",
-                                       **run(flags, args, os.path.join(tmp, str(i)))}
-    print(f"{'recipe':>18}  min share  entropy  stray px/image")
+            scores, reference = run(flags, args, os.path.join(tmp, str(i)))
+            result["recipes"][name] = {"flags": " ".join(flags) or "(none)", **scores}
+    result["real_frechet_distance"] = reference["real_frechet_distance"]
+    result["real_class_min_share"] = reference["real_class_min_share"]
+    print(f"{'recipe':>18}  Frechet  min share  entropy  stray px/image")
     for name, r in result["recipes"].items():
-        print(f"{name:>18}  {r['class_min_share']:9.3f}  "
+        print(f"{name:>18}  {r['frechet_distance']:7.1f}  {r['class_min_share']:9.3f}  "
               f"{r['class_entropy_normalized']:7.3f}  {r['stray_pixels_per_image']:.2f}")
-    print(f"{'real digits':>18}  {'':9}  {'':7}  {result['real_stray_pixels_per_image']:.3f}")
+    print(f"{'real digits':>18}  {result['real_frechet_distance']:7.1f}  "
+          f"{result['real_class_min_share']:9.3f}  {'':7}  "
+          f"{result['real_stray_pixels_per_image']:.3f}")
     if args.out:
         utils.save_json(result, args.out)
 

@@ -74,4 +74,20 @@ def test_results_section_is_written_from_the_metrics(tmp_path):
     text = readme.read_text()
     assert text.startswith("intro\n") and text.endswith(f"{results.END}\nend\n")
     assert "old" not in text
-    assert "| `--zdim 20` | 2 | -110.50 | -111.25 | **-111.00** | **105.12** (k = 50)" in text
+    assert ("| `--zdim 20 --epochs 2` | 2 | -110.50 | -111.25 | **-111.00** | "
+            "**105.12** (k = 50) | - |") in text
+
+
+def test_results_row_of_a_keep_best_run_shows_the_tested_epoch(tmp_path):
+    metrics = {"zdim": 40, "epochs": 3, "keep_best": True, "tested_epoch": 2,
+               "train_elbo": [-120.0, -110.5, -100.0], "val_elbo": [-121.0, -111.25, -112.0],
+               "test_elbo": -111.0, "test_nll_iw": 105.125, "iw_samples": 50,
+               "seconds_per_epoch": [4.0, 5.0, 6.0], "device": "cpu",
+               "sample_quality": {"frechet_distance": 12.34, "class_min_share": 0.05,
+                                  "means_frechet_distance": 50.0}}
+    os.makedirs(tmp_path / results.BEST_DIR)
+    utils.save_json(metrics, tmp_path / results.BEST_DIR / f"vae_z{results.BEST_ZDIM}_metrics.json")
+    text = results.results(str(tmp_path))
+    assert (f"| `--zdim 40 --epochs 3 --keep_best` | 3 | -110.50 | -111.25 | "
+            "**-111.00** | **105.12** (k = 50) | 12.3 | 5.0 | cpu |") in text
+    assert "| VAE `--zdim 40 --epochs 3 --keep_best`, binary samples | 12.3 | 5.0 |" in text

@@ -277,6 +277,7 @@ def test_missing_data_exits_with_one_message(tmp_path):
 def _metrics_without_timing(out):
     metrics = json.loads((out / "vae_z20_metrics.json").read_text())
     metrics.pop("seconds_per_epoch")
+    metrics.pop("test_seconds")
     return metrics
 
 
@@ -369,3 +370,23 @@ def test_non_finite_loss_stops_and_keeps_last_checkpoint(data_dir, tmp_path, mon
     ckpt = torch.load(tmp_path / "vae_z20_checkpoint.pt", weights_only=False)
     assert len(ckpt["history"]["train_elbo"]) == 1
     assert not (tmp_path / "vae_z20_metrics.json").exists()
+
+
+def test_keep_best_tests_the_epoch_with_the_best_validation_elbo(data_dir, tmp_path,
+                                                                  monkeypatch):
+    val_curve = iter([-100.0, -90.0, -95.0])
+
+    def scripted_epoch(model, data, optimizer, stop=None, epoch=0, kl_weight=1.0):
+        # mark the weights with the epoch so that the tested ones are known
+        with torch.no_grad():
+            model.decoder.net[-1].bias.fill_(epoch)
+        return -99.0, next(val_curve)
+
+    monkeypatch.setattr(vae, "run_epoch", scripted_epoch)
+    vae.main(["--data_dir", data_dir, "--out_dir", str(tmp_path), "--epochs", "3",
+              "--max_images", "500", "--iw_samples", "1", "--hidden_dim", "32",
+              "--keep_best", "--quality_samples", "0"])
+    metrics = json.loads((tmp_path / "vae_z20_metrics.json").read_text())
+    assert metrics["tested_epoch"] == 2 and metrics["keep_best"] is True
+    state = torch.load(tmp_path / "vae_z20.pt", weights_only=True)
+    assert torch.all(state["decoder.net.4.bias"] == 2)
