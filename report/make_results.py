@@ -212,8 +212,11 @@ def gan_quality_macros(r, m, source):
     best = min(range(len(fds)), key=fds.__getitem__) if fds else None
     r.add("GanFdBest", fds[best] if fds else None, source, "{:.1f}")
     r.add("GanFdBestIteration", its[best] if fds else None, source, "{:,}")
-    first_all = next((i for i, s in zip(its, shares) if s >= 0.05), None)
-    r.add("GanAllClassesIteration", first_all, source, "{:,}")
+    # the first save point from which on every digit keeps a 5% share
+    below = [i for i, share in enumerate(shares) if share < 0.05]
+    settled = (below[-1] + 1 if below else 0) if shares else None
+    r.add("GanAllClassesIteration", its[settled] if settled is not None
+          and settled < len(its) else None, source, "{:,}")
     r.add("GanSavePoints", len(fds) or None, source)
     ref = m.get("quality_reference") or {}
     r.add("RealFd", ref.get("real_frechet_distance"), source, "{:.2f}")
@@ -269,8 +272,20 @@ def main():
     elbos = [vae[z].get("test_elbo") for z in (20, 2)]
     r.add("VaeElboDiff", elbos[0] - elbos[1] if None not in elbos else None,
           "vae_z20_metrics.json and vae_z2_metrics.json", "{:.1f}")
-    gan_macros(r, load(os.path.join(args.images, "gan_metrics.json")), "gan_metrics.json")
+    gan = load(os.path.join(args.images, "gan_metrics.json"))
+    gan_macros(r, gan, "gan_metrics.json")
+    fds = [get(gan, "frechet_distance"), get(vae[20], "sample_quality", "frechet_distance")]
+    r.add("FdVerdict", None if None in fds else
+          "the GAN's samples are the better ones" if fds[0] < fds[1] else
+          "the VAE's samples are the better ones",
+          "gan_metrics.json and vae_z20_metrics.json")
     mc_macros(r, load(os.path.join(args.images, "vae_mc_vs_is.json")), "vae_mc_vs_is.json")
+    remedy = load(os.path.join(args.images, "gan_remedy.json")) or {}
+    r.add("RemedyEpochs", remedy.get("n_epochs"), "gan_remedy.json")
+    for word, name in (("Plain", "plain template"), ("Remedy", "defaults (remedy)")):
+        run = get(remedy, "recipes", name) or {}
+        r.add(word + "Fd", run.get("frechet_distance"), "gan_remedy.json", "{:.1f}")
+        r.add(word + "Stray", run.get("stray_pixels_per_image"), "gan_remedy.json", "{:.2f}")
 
     tmp = args.out + ".tmp"
     with open(tmp, "w") as f:
