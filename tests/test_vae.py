@@ -372,6 +372,8 @@ def test_non_finite_loss_stops_and_keeps_last_checkpoint(data_dir, tmp_path, mon
     assert not (tmp_path / "vae_z20_metrics.json").exists()
 
 
+# the scripted epochs take no optimizer step, which torch warns about
+@pytest.mark.filterwarnings("ignore:Detected call of `lr_scheduler.step")
 def test_keep_best_tests_the_epoch_with_the_best_validation_elbo(data_dir, tmp_path,
                                                                   monkeypatch):
     val_curve = iter([-100.0, -90.0, -95.0])
