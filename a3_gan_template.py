@@ -2,8 +2,9 @@
 
 Trains the template's fully connected generator and discriminator with the
 non-saturating GAN objective and writes, into --out_dir, sample grids during
-training, a loss figure, an interpolation between two generated digits of
-different classes, the trained weights and a JSON summary.
+training, a loss figure, the sample-quality score of sample_quality.py at
+every save point, an interpolation between two generated digits of different
+classes, the trained weights and a JSON summary.
 
 Training on the binarized set (--dataset bmnist, the only training set
 available offline) is harder than on grey-scale MNIST: real images sit exactly
@@ -17,7 +18,6 @@ the discriminator (--d_dropout 0.3) and one-sided label smoothing
 Run `python a3_gan_template.py --help` for the flags.
 """
 import argparse
-import math
 import os
 import shlex
 import sys
