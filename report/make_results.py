@@ -128,6 +128,8 @@ def vae_macros(r, m, prefix, source):
           source, "{:.2f}")
     seconds = m.get("seconds_per_epoch")
     r.add(prefix + "TrainMinutes", sum(seconds) / 60 if seconds else None, source, "{:.0f}")
+    r.add(prefix + "TestMinutes", m["test_seconds"] / 60 if "test_seconds" in m else None,
+          source, "{:.0f}")
     r.add(prefix + "Fd", get(m, "sample_quality", "frechet_distance"), source, "{:.1f}")
     r.add(prefix + "MeansFd", get(m, "sample_quality", "means_frechet_distance"),
           source, "{:.1f}")
