@@ -152,10 +152,11 @@ def results(out_dir):
     lines = []
     names = ["vae_z20_metrics.json", "vae_z2_metrics.json",
              os.path.join(BEST_DIR, f"vae_z{BEST_ZDIM}_metrics.json")]
-    vae = [m for m in (load(out_dir, name) for name in names) if m]
+    runs = [load(out_dir, name) for name in names]
+    vae = [m for m in runs if m]
     if vae:
         lines += vae_section(vae) + [""]
-    best = load(out_dir, names[-1])
+    best = runs[-1]
     if best:
         lines += best_section(best) + [""]
     gan = load(out_dir, "gan_metrics.json")
