@@ -1,25 +1,13 @@
-"""A GAN on MNIST (assignment 3, part 2).
+"""A GAN on MNIST (assignment 3, questions 2.5-2.7).
 
-Trains the template's fully connected generator and discriminator with the
-non-saturating GAN objective and writes, into --out_dir, sample grids during
-training, a loss figure, the sample-quality score of sample_quality.py at
-every save point, an interpolation between two generated digits of different
-classes, the trained weights and a JSON summary.
+The template's fully connected generator and discriminator, trained with the
+non-saturating generator loss; sample grids during training, the loss curves,
+the sample-quality score and a latent interpolation between two generated
+digits of different classes go to --out_dir.
 
-Training on the binarized set (--dataset bmnist, the only training set
-available offline) is harder than on grey-scale MNIST: real images sit exactly
-on {-1, 1}, so a plain discriminator wins by spotting any value in between and
-the generator is pushed towards saturated, speckled strokes and can drop
-digit classes. Two cheap ways of keeping the discriminator from becoming
-over-confident were chosen by measurement and are on by default: dropout in
-the discriminator (--d_dropout 0.3) and one-sided label smoothing
-(--real_label 0.9); --d_dropout 0 --real_label 1 is the plain template.
-
-Run `python a3_gan_template.py --help` for the flags.
+    python a3_gan_template.py --data_dir ../shared/datasets
 """
 import argparse
-import os
-import shlex
 import sys
 import time
 
@@ -31,84 +19,11 @@ import datasets
 import sample_quality
 import utils
 
-
-# ---------------------------------------------------------------- arguments
-def build_parser():
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--n_epochs", type=utils.positive_int, default=200,
-                        help="number of epochs")
-    parser.add_argument("--batch_size", type=utils.positive_int, default=64,
-                        help="batch size")
-    parser.add_argument("--lr", type=utils.positive_float, default=0.0002,
-                        help="learning rate of both optimisers")
-    parser.add_argument("--latent_dim", type=utils.positive_int, default=100,
-                        help="dimensionality of the latent space")
-    parser.add_argument("--save_interval", type=utils.positive_int, default=500,
-                        help="save a sample grid every SAVE_INTERVAL iterations")
-    parser.add_argument("--quality_samples", type=utils.positive_int,
-                        default=10000,
-                        help="generated images scored (Frechet distance and "
-                             "class coverage) at every save point")
-    parser.add_argument("--d_dropout", type=float, default=0.3,
-                        help="dropout probability after each hidden layer of "
-                             "the discriminator (0 = the plain template)")
-    parser.add_argument("--real_label", type=float, default=0.9,
-                        help="target of D for real images (< 1 = one-sided "
-                             "label smoothing, 1 = the plain template)")
-    parser.add_argument("--dataset", choices=("mnist", "bmnist"), default="mnist",
-                        help="grey-scale MNIST (downloaded when missing) or "
-                             "the binarized training set")
-    parser.add_argument("--data_dir", default="./data",
-                        help="folder holding MNIST/ and binarized_mnist/")
-    parser.add_argument("--max_images", type=utils.nonneg_int, default=0,
-                        help="train on the first N images only (0 = all)")
-    parser.add_argument("--out_dir", default="images",
-                        help="folder for figures, weights and the checkpoint")
-    parser.add_argument("--device", choices=("auto", "cpu", "cuda"),
-                        default="auto", help="where to train")
-    parser.add_argument("--seed", type=utils.nonneg_int, default=0, help="random seed")
-    parser.add_argument("--resume", action="store_true",
-                        help="continue from <out_dir>/gan_checkpoint.pt")
-    return parser
-
-
-def parse_args(argv):
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    if not 0.0 <= args.d_dropout < 1.0:
-        parser.error(f"--d_dropout must be in [0, 1), got {args.d_dropout}")
-    if not 0.5 < args.real_label <= 1.0:
-        parser.error(f"--real_label must be in (0.5, 1], got {args.real_label}")
-    args.device = utils.resolve_device(parser, args.device)
-    utils.check_writable_dir(parser, args.out_dir)
-    return args
-
-
-def training_config(args):
-    """Every flag that changes the training trajectory; a checkpoint only
-    resumes a run with the same values."""
-    return {k: getattr(args, k) for k in (
-        "n_epochs", "batch_size", "lr", "latent_dim", "save_interval",
-        "d_dropout", "real_label", "seed", "dataset", "max_images")}
-
-
-# --------------------------------------------------------------------- data
-def load_data(args):
-    """A shuffling loader of training images in [-1, 1], shape (B, 1, 28, 28),
-    held in memory on the training device."""
-    if args.dataset == "mnist":
-        images = datasets.mnist(args.data_dir, args.batch_size,
-                                device=args.device).data
-    else:
-        bits = datasets.load_bmnist_split(args.data_dir, "train")
-        images = bits.to(args.device, torch.float32).view(-1, 1, 28, 28) * 2 - 1
-    if args.max_images:
-        images = images[:args.max_images]
-    if len(images) < args.batch_size:
-        raise datasets.DataError(f"{len(images)} training images cannot fill "
-                                 f"one batch of {args.batch_size}")
-    return datasets.TensorLoader(images, args.batch_size, shuffle=True,
-                                 drop_last=True)
+CURVES = ("loss_D", "loss_G", "D_x", "D_G_z")
+# A mean loss beyond this many nats means the logits have blown up: D at
+# chance costs 2 ln 2 = 1.39, and float32 sigmoids saturate near |logit| 17.
+DIVERGED = 1e3
+CANDIDATES = 1000  # generated digits searched for the interpolation's ends
 
 
 # ------------------------------------------------------------------- models
@@ -120,8 +35,7 @@ class Generator(nn.Module):
         super().__init__()
         layers = [nn.Linear(latent_dim, 128), nn.LeakyReLU(0.2)]
         for n_in, n_out in ((128, 256), (256, 512), (512, 1024)):
-            layers += [nn.Linear(n_in, n_out), nn.BatchNorm1d(n_out),
-                       nn.LeakyReLU(0.2)]
+            layers += [nn.Linear(n_in, n_out), nn.BatchNorm1d(n_out), nn.LeakyReLU(0.2)]
         layers += [nn.Linear(1024, 784), nn.Tanh()]
         self.net = nn.Sequential(*layers)
 
@@ -134,7 +48,7 @@ class Discriminator(nn.Module):
     (B,): D(x) = sigmoid(logit). Returning logits lets the losses use the
     numerically stable log-sigmoid instead of log(sigmoid(.))."""
 
-    def __init__(self, dropout=0.0):
+    def __init__(self, dropout=0.3):
         super().__init__()
         self.net = nn.Sequential(
             nn.Linear(784, 512), nn.LeakyReLU(0.2), nn.Dropout(dropout),
@@ -150,13 +64,12 @@ def discriminator_loss(real_logits, fake_logits, real_label=1.0):
     """Binary cross-entropy of D: -log D(x) - log(1 - D(G(z))), batch means.
 
     From logits, -log sigmoid(l) = softplus(-l) and -log(1 - sigmoid(l)) =
-    softplus(l), so a confident D (|l| large) gives no inf and no NaN. A
-    real_label below 1 (one-sided label smoothing) stops D from pushing its
-    logits on real images ever higher; fakes keep target 0."""
-    real = F.binary_cross_entropy_with_logits(
-        real_logits, torch.full_like(real_logits, real_label))
-    fake = F.binary_cross_entropy_with_logits(fake_logits,
-                                              torch.zeros_like(fake_logits))
+    softplus(l), so a confident D gives no inf and no NaN. A real_label
+    below 1 (one-sided label smoothing) stops D from pushing its logits on
+    real images ever higher; fakes keep target 0."""
+    real = F.binary_cross_entropy_with_logits(real_logits,
+                                              torch.full_like(real_logits, real_label))
+    fake = F.binary_cross_entropy_with_logits(fake_logits, torch.zeros_like(fake_logits))
     return real + fake
 
 
@@ -166,13 +79,12 @@ def generator_loss(fake_logits):
     return F.softplus(-fake_logits).mean()
 
 
-# -------------------------------------------------------------------- train
+# ------------------------------------------------------------------ training
 def train_step(imgs, discriminator, generator, optimizer_G, optimizer_D,
                latent_dim, real_label=1.0):
-    """One update of D, then one of G, on a batch of real images.
-
-    Returns a detached tensor [loss_D, loss_G, mean D(x), mean D(G(z))]; it is
-    not turned into Python numbers here, so a GPU never waits on the CPU."""
+    """One update of D, then one of G, on a batch of real images. Returns
+    the named statistics as detached tensors: reading them here would make
+    every step wait for the device."""
     z = torch.randn(len(imgs), latent_dim, device=imgs.device)
     fake = generator(z)
 
@@ -188,195 +100,75 @@ def train_step(imgs, discriminator, generator, optimizer_G, optimizer_D,
     loss_G.backward()
     optimizer_G.step()
 
-    return torch.stack([loss_D, loss_G, torch.sigmoid(real_logits).mean(),
-                        torch.sigmoid(fake_logits).mean()]).detach()
+    return {"loss_D": loss_D.detach(), "loss_G": loss_G.detach(),
+            "D_x": torch.sigmoid(real_logits.detach()).mean(),
+            "D_G_z": torch.sigmoid(fake_logits.detach()).mean()}
 
 
-CURVES = ("loss_D", "loss_G", "D_x", "D_G_z")
-
-
-def check_finite(stats, epoch, first_iteration):
-    """Raise TrainingError at the first iteration with a non-finite value."""
-    bad = (~torch.isfinite(stats)).any(dim=1).nonzero()
-    if len(bad):
-        i = first_iteration + int(bad[0]) + 1
-        raise utils.TrainingError(
-            f"non-finite loss in epoch {epoch} at iteration {i}; the last good "
-            "checkpoint is kept (try a smaller --lr)")
-
-
-def train(dataloader, discriminator, generator, optimizer_G, optimizer_D,
-          args, state, fixed_noise, stop, score):
-    """Train from state["epoch"] to args.n_epochs, saving a checkpoint after
-    each epoch. Returns False when stopped by Ctrl-C (the partial epoch is
-    dropped), True when all epochs are done."""
+def train(dataloader, discriminator, generator, optimizer_G, optimizer_D, args, state,
+          run, score):
+    """Train from the checkpoint's epoch to args.n_epochs. At the start, every
+    save interval, halfway and at the end: a grid of 25 samples of fixed
+    noise and, when `score` is given, the quality score. After every epoch:
+    the statistics, checked for divergence, and a checkpoint."""
+    history = state["history"]
     total = args.n_epochs * len(dataloader)
-    for epoch in range(state["epoch"] + 1, args.n_epochs + 1):
+    fixed_noise = torch.randn(25, args.latent_dim,
+                              generator=torch.Generator().manual_seed(args.seed))
+
+    def save_point(iteration):
+        save_samples(generator, fixed_noise, run.path(f"samples_iter{iteration}.png"))
+        if score is not None:
+            state["quality"].append({"iteration": iteration, **score(generator)})
+
+    if not history["seconds_per_epoch"]:
+        save_point(0)
+    for epoch in range(len(history["seconds_per_epoch"]) + 1, args.n_epochs + 1):
         generator.train()
         discriminator.train()
-        start, first = time.perf_counter(), state["iteration"]
-        iteration, stats = first, []
+        started = time.perf_counter()
+        iteration, steps = (epoch - 1) * len(dataloader), []
         for imgs in dataloader:
-            if stop.requested:
-                return False
-            stats.append(train_step(imgs, discriminator, generator, optimizer_G,
-                                    optimizer_D, args.latent_dim,
-                                    args.real_label))
+            stats = train_step(imgs, discriminator, generator, optimizer_G, optimizer_D,
+                               args.latent_dim, args.real_label)
+            steps.append(torch.stack([stats[name] for name in CURVES]))
             iteration += 1
-            if is_sample_iteration(iteration, total, args.save_interval):
-                check_finite(torch.stack(stats).cpu(), epoch, first)
-                save_samples(generator, fixed_noise, iteration, args.out_dir)
-                state["quality"].append({"iteration": iteration, **score(generator)})
-        stats = torch.stack(stats).cpu()
-        check_finite(stats, epoch, first)
-        record_epoch(state, stats, time.perf_counter() - start)
-        state["epoch"], state["iteration"] = epoch, iteration
-        save_checkpoint(args, state, generator, discriminator, optimizer_G,
-                        optimizer_D)
-        print_epoch(state, args.n_epochs)
-    return True
+            if iteration % args.save_interval == 0 or iteration in (total // 2, total):
+                save_point(iteration)
+        steps = torch.stack(steps).double()
+        weights = torch.cat([t.flatten() for opt in (optimizer_G, optimizer_D)
+                             for p in opt.param_groups[0]["params"]
+                             for t in (p, *opt.state[p].values())])
+        utils.check_finite({"the losses": steps[:, :2], "the weights or Adam's state": weights},
+                           f"in epoch {epoch}", DIVERGED)
+        state["curves"] = torch.cat([state["curves"], steps.cpu()])
+        for name, value in zip(CURVES, steps.mean(0).tolist()):
+            history[name].append(value)
+        history["seconds_per_epoch"].append(time.perf_counter() - started)
+        run.save(epoch, state)
+        utils.print_epoch(epoch, args.n_epochs, history)
 
 
-def record_epoch(state, stats, seconds):
-    state["curves"] = torch.cat([state["curves"], stats.to(torch.float64)])
-    for name, value in zip(CURVES, stats.to(torch.float64).mean(0).tolist()):
-        state["metrics"][name].append(value)
-    state["metrics"]["seconds_per_epoch"].append(seconds)
-
-
-def print_epoch(state, n_epochs):
-    m = state["metrics"]
-    print(f"epoch {state['epoch']}/{n_epochs}  loss_D {m['loss_D'][-1]:.4f}  "
-          f"loss_G {m['loss_G'][-1]:.4f}  D(x) {m['D_x'][-1]:.3f}  "
-          f"D(G(z)) {m['D_G_z'][-1]:.3f}  {m['seconds_per_epoch'][-1]:.1f} s",
-          flush=True)
-
-
-# ------------------------------------------------------------- checkpoints
-def checkpoint_path(args):
-    return os.path.join(args.out_dir, "gan_checkpoint.pt")
-
-
-def new_state():
-    metrics = {name: [] for name in CURVES + ("seconds_per_epoch",)}
-    return {"epoch": 0, "iteration": 0, "metrics": metrics, "quality": [],
-            "curves": torch.zeros(0, len(CURVES), dtype=torch.float64)}
-
-
-def save_checkpoint(args, state, generator, discriminator, optimizer_G,
-                    optimizer_D):
-    utils.save_torch({
-        "config": training_config(args), **state,
-        "generator": generator.state_dict(),
-        "discriminator": discriminator.state_dict(),
-        "optimizer_G": optimizer_G.state_dict(),
-        "optimizer_D": optimizer_D.state_dict(),
-        "rng": utils.rng_state(),
-    }, checkpoint_path(args))
-
-
-def resume(args, generator, discriminator, optimizer_G, optimizer_D):
-    """Restore models, optimisers, RNG and progress; raises TrainingError when
-    the checkpoint is missing, unreadable or from other settings."""
-    ckpt = utils.load_checkpoint(checkpoint_path(args), training_config(args))
-    generator.load_state_dict(ckpt["generator"])
-    discriminator.load_state_dict(ckpt["discriminator"])
-    optimizer_G.load_state_dict(ckpt["optimizer_G"])
-    optimizer_D.load_state_dict(ckpt["optimizer_D"])
-    utils.set_rng_state(ckpt["rng"])
-    state = {k: ckpt[k] for k in ("epoch", "iteration", "metrics", "curves")}
-    state["quality"] = ckpt.get("quality", [])  # absent before the quality score
-    return state
-
-
-def resume_command(argv):
-    if "--resume" not in argv:
-        argv = [*argv, "--resume"]
-    return shlex.join([sys.executable, sys.argv[0], *argv])
-
-
-# ----------------------------------------------------------------- outputs
-def make_fixed_noise(args):
-    """The noise behind every sample grid, from its own generator so that
-    drawing it leaves the training RNG untouched."""
-    rng = torch.Generator().manual_seed(args.seed)
-    return torch.randn(25, args.latent_dim, generator=rng).to(args.device)
-
-
-def is_sample_iteration(iteration, total, interval):
-    return iteration % interval == 0 or iteration in (total // 2, total)
-
-
+# ------------------------------------------------------------------- outputs
 @torch.no_grad()
 def generate(generator, z):
     """Images in [-1, 1]; eval mode, so BatchNorm uses its running statistics
     and sampling neither depends on the batch nor changes the model."""
     was_training = generator.training
     generator.eval()
-    images = generator(z)
+    images = generator(z.to(next(generator.parameters()).device))
     generator.train(was_training)
     return images
 
 
-def save_samples(generator, fixed_noise, iteration, out_dir):
-    images = generate(generator, fixed_noise)
-    utils.save_png(images, os.path.join(out_dir, f"gan_samples_iter{iteration}.png"),
-                   nrow=5, normalize=True, value_range=(-1, 1))
+def to_unit(images):
+    """[-1, 1] (the generator's tanh) to [0, 1] (the classifier's input)."""
+    return (images.cpu().flatten(1) + 1) / 2
 
 
-def smooth(values, width):
-    if len(values) < width or width < 2:
-        return values
-    kernel = torch.ones(1, 1, width, dtype=values.dtype) / width
-    return F.conv1d(values.view(1, 1, -1), kernel).view(-1)
-
-
-def plot_curves(curves, path):
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    width = max(1, min(200, len(curves) // 50))
-    x = torch.arange(len(curves)) + 1
-    fig, (top, bottom) = plt.subplots(2, 1, figsize=(8, 6), sharex=True)
-    for ax, (i, j), ylabel in ((top, (0, 1), "loss"),
-                               (bottom, (2, 3), "mean discriminator output")):
-        for k in (i, j):
-            y = smooth(curves[:, k], width)
-            ax.plot(x[width - 1:] if len(y) < len(x) else x, y,
-                    label=("D loss", "G loss (non-saturating)", "D(x)",
-                           "D(G(z))")[k])
-        ax.set_ylabel(ylabel)
-        ax.legend()
-        ax.grid(alpha=0.3)
-    bottom.set_xlabel("iteration")
-    title = "GAN training"
-    if width > 1:
-        title += f" (moving average over {width} iterations)"
-    top.set_title(title)
-    utils.save_figure(fig, path)
-    plt.close(fig)
-
-
-def stray_pixels(images):
-    """Mean number per image of lit pixels (> 0) with no lit neighbour among
-    their 8: speckle that clean strokes lack (binarized MNIST: ~0.05)."""
-    lit = (images.cpu() > 0).float()
-    ring = torch.ones(1, 1, 3, 3)
-    ring[0, 0, 1, 1] = 0
-    alone = (lit == 1) & (F.conv2d(lit, ring, padding=1) == 0)
-    return float(alone.sum((1, 2, 3)).float().mean())
-
-
-def pick_pair(labels, confidence):
-    """Indices of the most confidently labelled sample and of the most
-    confident one of another class (of the same class only when a collapsed
-    generator makes nothing else)."""
-    a = int(confidence.argmax())
-    # Confidence is at most 1, so any other class outranks the same class.
-    score = confidence + (labels != labels[a]).float()
-    score[a] = -1.0
-    return a, int(score.argmax())
+def save_samples(generator, noise, path):
+    utils.save_png(generate(generator, noise), path, upscale=4, nrow=5, normalize=True,
+                   value_range=(-1, 1))
 
 
 @torch.no_grad()
@@ -386,141 +178,169 @@ def interpolate(generator, z_a, z_b, steps=7):
     return generate(generator, (1 - t) * z_a + t * z_b)
 
 
-# ------------------------------------------------------------ sample quality
-def build_scorer(args, train_loader):
-    """Scores generated images against held-out real ones: the validation
-    split of binarized MNIST, or the grey-scale test set for --dataset mnist.
-    The summary it returns includes the score of 10k training images, about
-    the best a model can reach with this many samples."""
+@torch.no_grad()
+def save_interpolation(generator, classifier, noise, path):
+    """Write the interpolation between two generated digits of different
+    classes. The ends are the most confident sample of each class; of all
+    their pairs, the one whose path has the most intermediate frames that
+    the classifier does not confidently (>= 0.9) give to either end's class,
+    so that the row shows the transition instead of a jump."""
+    labels, confidence = sample_quality.predict(classifier, to_unit(generate(generator, noise)))
+    ends = [int(torch.where(labels == c, confidence, -1.0).argmax()) for c in labels.unique()]
+    if len(ends) == 1:  # a generator collapsed onto one class: its two best samples
+        ends = confidence.topk(2).indices.tolist()
+    best = None
+    for i, a in enumerate(ends):
+        for b in ends[i + 1:]:
+            row = interpolate(generator, noise[a], noise[b])
+            path_labels, path_conf = sample_quality.predict(classifier, to_unit(row))
+            sure = (path_conf >= 0.9) & ((path_labels == labels[a]) | (path_labels == labels[b]))
+            key = (int((~sure[1:-1]).sum()), float(confidence[a] + confidence[b]))
+            if best is None or key > best[0]:
+                best = key, row, path_labels, path_conf
+    (blend_frames, _), row, path_labels, path_conf = best
+    utils.save_png(row, path, upscale=4, nrow=len(row), normalize=True, value_range=(-1, 1))
+    return {"labels_along_path": path_labels.tolist(),
+            "confidences_along_path": [round(c, 4) for c in path_conf.tolist()],
+            "different_classes": bool(path_labels[0] != path_labels[-1]),
+            "blend_frames": blend_frames, "steps": len(row) - 2}
+
+
+# ----------------------------------------------------------------- the run
+def build_parser():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--n_epochs", type=utils.positive_int, default=200,
+                        help="number of epochs")
+    parser.add_argument("--batch_size", type=utils.number(int, 2), default=64,
+                        help="batch size (at least 2, for BatchNorm)")
+    parser.add_argument("--lr", type=utils.positive_float, default=0.0002,
+                        help="learning rate of both optimisers")
+    parser.add_argument("--latent_dim", type=utils.positive_int, default=100,
+                        help="dimensionality of the latent space")
+    parser.add_argument("--save_interval", type=utils.positive_int, default=500,
+                        help="save a sample grid every SAVE_INTERVAL iterations")
+    parser.add_argument("--quality_samples", type=sample_quality.sample_count, default=10000,
+                        help="generated images scored at every save point "
+                             f"(0: skip; else at least {sample_quality.MIN_SAMPLES})")
+    parser.add_argument("--d_dropout", type=utils.number(float, 0, 1, high_open=True),
+                        default=0.3, help="dropout after each hidden layer of D "
+                                          "(0: the plain template)")
+    parser.add_argument("--real_label", type=utils.number(float, 0.5, 1, low_open=True),
+                        default=0.9, help="target of D for real images (< 1: one-sided "
+                                          "label smoothing; 1: the plain template)")
+    parser.add_argument("--dataset", choices=("mnist", "bmnist"), default="mnist",
+                        help="grey-scale MNIST or the binarized training set")
+    utils.add_run_flags(parser, "folder holding MNIST/raw/ (downloaded if missing) "
+                                "and, for --dataset bmnist, binarized_mnist/")
+    return parser
+
+
+def parse_args(argv):
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    args.device = utils.resolve_device(parser, args.device)
+    utils.check_memory(parser, args.device, {
+        "--latent_dim": 4 * 4 * 128 * args.latent_dim,  # weights, grads, Adam
+        "--quality_samples": 4 * args.quality_samples * (args.latent_dim + 3 * 784)})
+    utils.check_out_dir(parser, args.out_dir, "gan_samples_iter1000000000.png")
+    return args
+
+
+def training_config(args):
+    """Every flag that changes the training trajectory; a checkpoint only
+    resumes a run with the same values."""
+    return {k: getattr(args, k) for k in (
+        "n_epochs", "batch_size", "lr", "latent_dim", "save_interval", "quality_samples",
+        "d_dropout", "real_label", "seed", "dataset", "max_images")}
+
+
+def real_images(args, split):
+    """Images of a split of the chosen data set in [-1, 1], (N, 1, 28, 28)."""
     if args.dataset == "mnist":
-        reference, _ = datasets.load_mnist_test(args.data_dir)
+        images = datasets.load_mnist(args.data_dir, split)[0].float() / 127.5 - 1
     else:
-        reference = datasets.load_bmnist_split(args.data_dir, "valid").float()
-    real = to_unit(train_loader.data[:len(reference)])
-    return sample_quality.scorer_for(args.data_dir, reference, real)
+        images = datasets.load_bmnist_split(args.data_dir, split).float() * 2 - 1
+    return images.view(-1, 1, 28, 28)
 
 
-def to_unit(images):
-    """[-1, 1] (the generator's tanh) to [0, 1] (the classifier's input)."""
-    return (images.cpu().flatten(1) + 1) / 2
+def build_scorer(args, train_images):
+    """score(generator): the quality of its samples of fixed noise against the
+    test images, with the floor of as many training images; or None, with
+    --quality_samples 0. And the digit classifier, which the interpolation
+    needs either way."""
+    if not args.quality_samples:
+        return None, None, sample_quality.load_classifier(args.data_dir)[0]
+    scorer, summary = sample_quality.scorer_for(
+        args.data_dir, to_unit(real_images(args, "test")),
+        to_unit(train_images[:args.quality_samples]))
+    noise = torch.randn(args.quality_samples, args.latent_dim,
+                        generator=torch.Generator().manual_seed(args.seed + 1))
+
+    def score(generator):
+        return scorer(to_unit(generate(generator, noise)))
+
+    score.noise = noise
+    return score, summary, scorer.classifier
 
 
-def make_quality_noise(args):
-    """The same noise at every save point, from its own RNG, so that scores
-    over training differ only through the generator, and training's random
-    stream is untouched."""
-    rng = torch.Generator().manual_seed(args.seed + 1)
-    return torch.randn(args.quality_samples, args.latent_dim,
-                       generator=rng).to(args.device)
+def write_outputs(args, state, run, score, summary, classifier):
+    generator = state["generator"]
+    utils.save_torch(generator.state_dict(), run.path("generator.pt"))
+    utils.save_torch(state["discriminator"].state_dict(), run.path("discriminator.pt"))
+    curves, width = state["curves"].T.tolist(), max(1, min(200, len(state["curves"]) // 50))
+    utils.save_curves(run.path("losses.png"), [
+        ("loss", {"D loss": curves[0], "G loss (non-saturating)": curves[1]}),
+        ("mean discriminator output", {"D(x)": curves[2], "D(G(z))": curves[3]})],
+        "iteration", f"GAN training (moving average over {width} iterations)", width)
+    noise = torch.randn(CANDIDATES, args.latent_dim,
+                        generator=torch.Generator().manual_seed(args.seed + 2))
+    metrics = {"device": str(args.device), "iterations": len(state["curves"]),
+               **training_config(args), **state["history"],
+               "interpolation": save_interpolation(generator, classifier, noise,
+                                                   run.path("interpolation.png"))}
+    if score is not None:
+        sample_quality.plot_quality(state["quality"], summary, run.path("quality.png"))
+        final = (generate(generator, score.noise) + 1) / 2
+        metrics.update({**state["quality"][-1], "quality_reference": summary,
+                        "stray_pixels_per_image": sample_quality.stray_pixels(final),
+                        "quality_over_training": {
+                            key: [q[key] for q in state["quality"]] for key in (
+                                "iteration", "frechet_distance", "class_min_share",
+                                "class_entropy_normalized")}})
+    run.save_metrics(metrics)
 
 
-def plot_quality(quality, summary, path):
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    x = [q["iteration"] for q in quality]
-    fig, (top, bottom) = plt.subplots(2, 1, figsize=(8, 6), sharex=True)
-    top.semilogy(x, [q["frechet_distance"] for q in quality], label="generator")
-    top.axhline(summary["real_frechet_distance"], color="k", ls="--",
-                label="real training images")
-    top.set_ylabel("Frechet distance")
-    bottom.plot(x, [q["class_min_share"] for q in quality], label="generator")
-    bottom.axhline(0.1, color="k", ls="--", label="every digit equally often")
-    bottom.set_ylabel("share of the rarest digit")
-    bottom.set_xlabel("iteration")
-    for ax in (top, bottom):
-        ax.legend()
-        ax.grid(alpha=0.3)
-    top.set_title(f"GAN samples vs held-out digits ({quality[-1]['images']} "
-                  "per point, classifier features)")
-    utils.save_figure(fig, path)
-    plt.close(fig)
-
-
-def evaluate(generator, scorer, quality_noise, args):
-    """The final generator: sample quality, speckle, and the interpolation
-    between two confidently labelled samples of different classes."""
-    samples = generate(generator, quality_noise)
-    labels, confidence = sample_quality.predict(scorer.classifier, to_unit(samples))
-    a, b = pick_pair(labels, confidence)
-    row = interpolate(generator, quality_noise[a], quality_noise[b])
-    utils.save_png(row, os.path.join(args.out_dir, "gan_interpolation.png"),
-                   nrow=len(row), normalize=True, value_range=(-1, 1))
-    row_labels, _ = sample_quality.predict(scorer.classifier, to_unit(row))
-    return {**scorer(to_unit(samples)),
-            "stray_pixels_per_image": stray_pixels(samples),
-            "interpolation": {
-                "labels": [int(labels[a]), int(labels[b])],
-                "different_classes": bool(labels[a] != labels[b]),
-                "confidences": [float(confidence[a]), float(confidence[b])],
-                "steps": len(row) - 2,
-                "labels_along_path": row_labels.tolist()}}
-
-
-def write_outputs(args, state, generator, discriminator, scorer, summary,
-                  quality_noise):
-    out = args.out_dir
-    utils.save_torch(generator.state_dict(), os.path.join(out, "gan_generator.pt"))
-    utils.save_torch(discriminator.state_dict(),
-                     os.path.join(out, "gan_discriminator.pt"))
-    plot_curves(state["curves"], os.path.join(out, "gan_losses.png"))
-    plot_quality(state["quality"], summary, os.path.join(out, "gan_quality.png"))
-    metrics = {"device": str(args.device), "dataset": args.dataset,
-               "n_epochs": args.n_epochs, "iterations": state["iteration"],
-               "config": training_config(args), **state["metrics"],
-               **evaluate(generator, scorer, quality_noise, args),
-               "quality_reference": summary,
-               "quality_over_training": {
-                   key: [q[key] for q in state["quality"]] for key in (
-                       "iteration", "frechet_distance", "class_min_share",
-                       "class_entropy_normalized")}}
-    utils.save_json(metrics, os.path.join(out, "gan_metrics.json"))
-
-
-# -------------------------------------------------------------------- main
 def main(argv=None):
-    argv = sys.argv[1:] if argv is None else argv
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = parse_args(argv)
-    utils.seed_everything(args.seed)
-    try:
-        dataloader = load_data(args)
-        # Needs the labelled test set: fails now, not after hours of training.
-        scorer, summary = build_scorer(args, dataloader)
-        quality_noise = make_quality_noise(args)
-
-        def score(generator):
-            return scorer(to_unit(generate(generator, quality_noise)))
-
+    with utils.Run(args, "gan", training_config(args), __file__, argv) as run:
+        run.start()
+        utils.seed_everything(args.seed)
+        train_images = real_images(args, "train")
+        images = train_images[:args.max_images or None].to(args.device)
+        if len(images) < args.batch_size:
+            raise datasets.DataError(f"{len(images)} training images cannot fill one "
+                                     f"batch of {args.batch_size}")
+        dataloader = datasets.TensorLoader(images, args.batch_size, shuffle=True,
+                                           drop_last=True)
+        # The classifier and the test images: fail now, not after hours of training.
+        score, summary, classifier = build_scorer(args, train_images)
         generator = Generator(args.latent_dim).to(args.device)
         discriminator = Discriminator(args.d_dropout).to(args.device)
         optimizer_G = torch.optim.Adam(generator.parameters(), lr=args.lr,
-                                       betas=(0.5, 0.999))
+                                       betas=(0.5, 0.999), fused=True)
         optimizer_D = torch.optim.Adam(discriminator.parameters(), lr=args.lr,
-                                       betas=(0.5, 0.999))
-        fixed_noise = make_fixed_noise(args)
+                                       betas=(0.5, 0.999), fused=True)
+        state = {"generator": generator, "discriminator": discriminator,
+                 "optimizer_G": optimizer_G, "optimizer_D": optimizer_D,
+                 "history": {name: [] for name in CURVES + ("seconds_per_epoch",)},
+                 "curves": torch.zeros(0, len(CURVES), dtype=torch.float64), "quality": []}
         if args.resume:
-            state = resume(args, generator, discriminator, optimizer_G,
-                           optimizer_D)
-        else:
-            state = new_state()
-            save_samples(generator, fixed_noise, 0, args.out_dir)
-            state["quality"].append({"iteration": 0, **score(generator)})
-            save_checkpoint(args, state, generator, discriminator, optimizer_G,
-                            optimizer_D)
-        with utils.StopOnSigint() as stop:
-            finished = train(dataloader, discriminator, generator, optimizer_G,
-                             optimizer_D, args, state, fixed_noise, stop, score)
-        if not finished:
-            print(f"interrupted: {checkpoint_path(args)} holds epoch "
-                  f"{state['epoch']}; resume with: {resume_command(argv)}")
-            return 130
-        write_outputs(args, state, generator, discriminator, scorer, summary,
-                      quality_noise)
-    except (datasets.DataError, utils.TrainingError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
-    return 0
+            print(f"resuming after epoch {run.load(state)}")
+        train(dataloader, discriminator, generator, optimizer_G, optimizer_D, args, state,
+              run, score)
+        write_outputs(args, state, run, score, summary, classifier)
+    return run.status
 
 
 if __name__ == "__main__":

@@ -1,19 +1,10 @@
 """How good are generated digits? Shared by the VAE and GAN scripts.
 
-A small MLP classifier of MNIST digits supplies two numbers for any set of
-generated images:
-
-- the Frechet distance between the Gaussians fitted to its penultimate-layer
-  features of the generated images and of held-out real images (the recipe of
-  the FID, with a digit classifier in place of Inception): 0 for identical
-  feature statistics, larger when samples look wrong or lack variety;
-- class coverage: the share of each predicted digit, which exposes a
-  generator that has dropped some classes.
-
-The classifier is trained once on labelled grey-scale MNIST (the 60k training
-images when the data folder has them, otherwise the 10k test images) and its
-weights are cached in the data folder; a read-only folder only costs the
-retraining (about ten seconds) on every run.
+A small MLP classifier of MNIST digits, trained once on the 60k grey-scale
+training images and cached in the data folder, gives for a set of images
+the Frechet distance of its penultimate-layer features to those of held-out
+real images (the FID's recipe with a digit classifier in place of Inception)
+and the share of each predicted digit (class coverage).
 """
 import math
 import os
@@ -22,12 +13,28 @@ import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from matplotlib.figure import Figure
 
 import datasets
+import utils
 
 FEATURES = 128
-BATCH = 1000
-HELD_OUT = 1000  # test images kept out of training when the test set trains it
+MIN_SAMPLES = FEATURES + 1  # fewer images give a singular feature covariance
+BATCH = 1000  # images per classifier call: bounds the memory of scoring
+# The recipe: 4000 Adam steps of 128 images, cosine decay, half of each batch
+# binarized. Part of the cache's name, so that a new recipe retrains.
+STEPS, STEP_BATCH, LR, SEED = 4000, 128, 1e-3, 0
+CACHE = f"digit_classifier_s{STEPS}_b{STEP_BATCH}_seed{SEED}.pt"
+
+
+def sample_count(text):
+    """argparse type of --quality_samples: 0 (skip scoring) or enough images
+    for a non-singular feature covariance."""
+    value = utils.nonneg_int(text)
+    if 0 < value < MIN_SAMPLES:
+        raise utils.argparse.ArgumentTypeError(
+            f"must be 0 (skip) or at least {MIN_SAMPLES}, got {text}")
+    return value
 
 
 class DigitClassifier(nn.Module):
@@ -43,44 +50,41 @@ class DigitClassifier(nn.Module):
         return self.head(self.features(images.flatten(1)))
 
 
-def labelled_digits(data_dir):
-    """Training and check images in [0, 1] with labels, and their source.
-
-    The grey-scale training set when it is in data_dir (checked on the test
-    set); otherwise the test set, of which the last HELD_OUT images are kept
-    for the check.
-    """
-    x_test, y_test = datasets.load_mnist_test(data_dir)
-    try:
-        from torchvision.datasets import MNIST
-
-        train = MNIST(data_dir, train=True, download=False)
-    except (RuntimeError, OSError):
-        return (x_test[:-HELD_OUT], y_test[:-HELD_OUT],
-                x_test[-HELD_OUT:], y_test[-HELD_OUT:], "mnist_test")
-    x_train = train.data.view(len(train.data), -1).float() / 255
-    return x_train, train.targets, x_test, y_test, "mnist_train"
+def unit_images(data_dir, split):
+    """Grey-scale MNIST images of a split as floats in [0, 1], shape (N, 784),
+    and their labels."""
+    images, labels = datasets.load_mnist(data_dir, split)
+    return images.view(len(images), -1).float() / 255, labels
 
 
-def train_classifier(images, labels, steps=1500, seed=0):
-    """Adam on cross-entropy; half of each batch is binarized at random
-    (pixels drawn from Bernoulli(intensity)), so that the classifier knows
-    binary digits, which is what models of binarized MNIST produce, as well as
-    grey ones. Uses its own RNG: the caller's random stream is untouched."""
-    rng = torch.Generator().manual_seed(seed)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        model = DigitClassifier()
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
-    for _ in range(steps):
-        idx = torch.randint(len(images), (128,), generator=rng)
+def train_classifier(images, labels):
+    """Adam on cross-entropy. Half of each batch is binarized at random
+    (pixels drawn from Bernoulli(intensity)), so that it knows binary digits,
+    which models of binarized MNIST produce, as well as grey ones."""
+    rng = torch.Generator().manual_seed(SEED)
+    model = new_classifier()
+    optimizer = torch.optim.Adam(model.parameters(), lr=LR)
+    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, STEPS)
+    half = STEP_BATCH // 2
+    for _ in range(STEPS):
+        idx = torch.randint(len(images), (STEP_BATCH,), generator=rng)
         x = images[idx]
-        x[64:] = torch.bernoulli(x[64:], generator=rng)
+        x[half:] = torch.bernoulli(x[half:], generator=rng)
         loss = F.cross_entropy(model(x), labels[idx])
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
+        schedule.step()
     return model.eval()
+
+
+def new_classifier():
+    """A freshly initialised classifier whose initial weights come from its
+    own seed: building it leaves the caller's random stream untouched, so a
+    training run's trajectory does not depend on whether it scores samples."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(SEED)
+        return DigitClassifier()
 
 
 @torch.no_grad()
@@ -89,29 +93,27 @@ def accuracy(model, images, labels):
 
 
 def load_classifier(data_dir):
-    """The cached classifier and a summary of it; trained and cached when the
-    cache is missing or unreadable."""
-    x_train, y_train, x_check, y_check, source = labelled_digits(data_dir)
-    cache = os.path.join(data_dir, f"digit_classifier_{source}.pt")
-    model = DigitClassifier()
+    """The cached classifier and its accuracy on the 10k test images (grey
+    and binarized); trained and cached when the cache is missing or unusable
+    (a read-only data folder only costs the retraining, about 20 s)."""
+    cache = os.path.join(data_dir, CACHE)
+    model = new_classifier()
     try:
         saved = torch.load(cache, weights_only=True)
         model.load_state_dict(saved["model"])
         return model.eval(), saved["info"]
-    except Exception:  # noqa: BLE001 - any unreadable cache is rebuilt
+    except Exception:  # noqa: BLE001 - any unusable cache is rebuilt
         pass
-    model = train_classifier(x_train, y_train)
-    binary = torch.bernoulli(x_check, generator=torch.Generator().manual_seed(0))
-    info = {"trained_on": source, "check_images": len(x_check),
-            "accuracy": accuracy(model, x_check, y_check),
-            "accuracy_binarized": accuracy(model, binary, y_check)}
-    tmp = f"{cache}.tmp{os.getpid()}"
+    x_test, y_test = unit_images(data_dir, "test")
+    model = train_classifier(*unit_images(data_dir, "train"))
+    binary = torch.bernoulli(x_test, generator=torch.Generator().manual_seed(SEED))
+    info = {"trained_on": "mnist_train", "test_images": len(x_test),
+            "accuracy": accuracy(model, x_test, y_test),
+            "accuracy_binarized": accuracy(model, binary, y_test)}
     try:
-        torch.save({"model": model.state_dict(), "info": info}, tmp)
-        os.replace(tmp, cache)
-    except OSError:  # read-only data folder: retrain next time
-        if os.path.exists(tmp):
-            os.remove(tmp)
+        utils.save_torch({"model": model.state_dict(), "info": info}, cache)
+    except utils.RunError:
+        pass
     return model, info
 
 
@@ -164,6 +166,16 @@ def class_coverage(labels):
             "class_min_share": float(shares.min())}
 
 
+def stray_pixels(images):
+    """Mean number per image of lit pixels (> half of the range) with no lit
+    neighbour among their 8: the speckle that clean strokes lack."""
+    lit = (images.detach().cpu().float() > 0.5).float()
+    ring = torch.ones(1, 1, 3, 3)
+    ring[0, 0, 1, 1] = 0
+    alone = (lit == 1) & (F.conv2d(lit, ring, padding=1) == 0)
+    return float(alone.sum((1, 2, 3)).float().mean())
+
+
 class Scorer:
     """Scores images in [0, 1] against `reference`, held-out real images."""
 
@@ -172,18 +184,43 @@ class Scorer:
         self.reference = feature_stats(classifier, reference)
 
     def __call__(self, images):
+        if len(images) < MIN_SAMPLES:
+            raise ValueError(f"scoring needs at least {MIN_SAMPLES} images")
         labels, _ = predict(self.classifier, images)
         return {"frechet_distance": frechet_distance(
                     *feature_stats(self.classifier, images), *self.reference),
                 "images": len(images), **class_coverage(labels)}
 
 
-def scorer_for(data_dir, reference, real_check):
-    """A Scorer and a summary of its classifier, including the score of
-    `real_check` (real images other than the reference): the distance that
-    a perfect model would reach with this many samples."""
+def scorer_for(data_dir, reference, real):
+    """A Scorer against `reference`, and a summary of its classifier with the
+    score of `real` (real images of the same kind and number as the samples
+    to score, none of them in the reference): the floor a perfect model
+    would reach."""
     classifier, info = load_classifier(data_dir)
     scorer = Scorer(classifier, reference)
-    real = scorer(real_check)
-    return scorer, {"classifier": info, "real_frechet_distance": real["frechet_distance"],
-                    "real_class_min_share": real["class_min_share"]}
+    floor = scorer(real)
+    return scorer, {"classifier": info, "real_frechet_distance": floor["frechet_distance"],
+                    "real_class_min_share": floor["class_min_share"],
+                    "reference_images": len(reference), "real_images": len(real)}
+
+
+def plot_quality(quality, summary, path):
+    """The Frechet distance and the rarest digit's share over training."""
+    x = [q["iteration"] for q in quality]
+    fig = Figure(figsize=(8, 6))
+    top, bottom = fig.subplots(2, 1, sharex=True)
+    top.semilogy(x, [q["frechet_distance"] for q in quality], label="generator")
+    top.axhline(summary["real_frechet_distance"], color="k", ls="--",
+                label="real training images")
+    top.set_ylabel("Frechet distance")
+    bottom.plot(x, [q["class_min_share"] for q in quality], label="generator")
+    bottom.axhline(0.1, color="k", ls="--", label="every digit equally often")
+    bottom.set_ylabel("share of the rarest digit")
+    bottom.set_xlabel("iteration")
+    for ax in (top, bottom):
+        ax.legend()
+        ax.grid(alpha=0.3)
+    top.set_title(f"samples vs held-out digits ({quality[-1]['images']} per point, "
+                  "classifier features)")
+    utils.save_figure(fig, path)

@@ -1,10 +1,12 @@
 """The fixed binarization of MNIST (Larochelle & Murray, 2011), 50k/10k/10k.
 
 The `.amat` text files are parsed once, validated and cached next to them as
-a bit-packed tensor file (98 bytes an image); training then iterates over tensors held in memory, which
-is far faster than per-item PIL conversion through a torch DataLoader.
+a bit-packed tensor (98 bytes an image) with checksums of itself and of its
+source file; training then iterates over tensors held in memory, which is far
+faster than per-item PIL conversion through a torch DataLoader.
 """
 import gzip
+import hashlib
 import os
 import urllib.request
 import zlib
@@ -12,12 +14,14 @@ import zlib
 import numpy as np
 import torch
 
+import utils
+
 URL = "http://www.cs.toronto.edu/~larocheh/public/datasets/binarized_mnist/"
 SPLITS = {"train": 50_000, "valid": 10_000, "test": 10_000}
 PIXELS = 784
 
 
-class DataError(Exception):
+class DataError(utils.RunError):
     """A data set is missing, cannot be downloaded or is malformed."""
 
 
@@ -49,10 +53,6 @@ class TensorLoader:
             else:
                 yield self.data[order[start:start + self.batch_size]]
 
-    def to(self, device):
-        return TensorLoader(self.data.to(device), self.batch_size,
-                            self.shuffle, self.drop_last)
-
 
 def parse_amat(raw, expected_rows, name):
     """Parse `.amat` bytes (one image per line, 784 space-separated 0/1)."""
@@ -81,82 +81,90 @@ def parse_amat(raw, expected_rows, name):
     return torch.from_numpy(pixels.reshape(expected_rows, PIXELS).copy())
 
 
-def _read_source(folder, split, download):
+def _source_path(folder, split):
     base = os.path.join(folder, f"binarized_mnist_{split}.amat")
-    for path, opener in ((base, open), (base + ".gz", gzip.open)):
-        if os.path.exists(path):
-            try:
-                with opener(path, "rb") as f:
-                    return path, f.read()
-            except (OSError, EOFError, zlib.error) as err:
-                raise DataError(f"{path}: cannot be read ({err}); the file is "
-                                "corrupt or truncated, delete it and download "
-                                "it again") from None
-    if not download:
-        raise DataError(f"binarized_mnist_{split}.amat(.gz) not found in "
-                        f"{folder}")
-    return base, _download(base, URL + os.path.basename(base))
+    return next((p for p in (base, base + ".gz") if os.path.exists(p)), None)
 
 
-def _download(path, url):
-    os.makedirs(os.path.dirname(path), exist_ok=True)
+def _read_source(path):
+    """The text of a source file (gzip-compressed when it ends in .gz)."""
+    opener = gzip.open if path.endswith(".gz") else open
+    try:
+        with opener(path, "rb") as f:
+            return f.read()
+    except (OSError, EOFError, zlib.error) as err:
+        raise DataError(f"{path}: cannot be read ({err}); the file is corrupt or "
+                        "truncated, delete it and download it again") from None
+
+
+def _download(folder, split):
+    """Fetch one split's .amat file into `folder`; return its path."""
+    path = os.path.join(folder, f"binarized_mnist_{split}.amat")
+    url = URL + os.path.basename(path)
     print(f"downloading {url}")
     try:
+        os.makedirs(folder, exist_ok=True)
         with urllib.request.urlopen(url, timeout=60) as response:
             raw = response.read()
     except OSError as err:
         raise DataError(
-            f"binarized MNIST is not in {os.path.dirname(path)} and the download "
+            f"binarized MNIST is not in {folder} and the download "
             f"from {URL} failed ({err}). Put binarized_mnist_train.amat, "
             "binarized_mnist_valid.amat and binarized_mnist_test.amat (or their "
             ".gz) in that folder, or point --data_dir at a folder that has "
             "binarized_mnist/ inside.") from None
-    atomic_write_bytes(path, raw)
-    return raw
+    utils.write_atomic(path, raw)
+    return path
 
 
-def atomic_write_bytes(path, raw):
-    tmp = f"{path}.tmp{os.getpid()}"
-    with open(tmp, "wb") as f:
-        f.write(raw)
-    os.replace(tmp, path)
+def _sha256(raw):
+    return hashlib.sha256(raw).hexdigest()
 
 
-def _load_cache(path, rows):
-    """The cached split, or None when the cache is unreadable or malformed
-    (it is then rebuilt from the source file)."""
+def _load_cache(path, rows, source_sha256):
+    """The cached split, or None when the cache is unreadable, malformed,
+    garbled (its own checksum) or stale (its source's checksum); it is then
+    rebuilt from the source file."""
     try:
-        packed = torch.load(path, weights_only=True)
-    except Exception:  # noqa: BLE001 - any unreadable cache is rebuilt
-        return None
-    if (not isinstance(packed, torch.Tensor) or packed.dtype != torch.uint8
-            or tuple(packed.shape) != (rows, PIXELS // 8)):
+        cache = torch.load(path, weights_only=True)
+        packed = cache["packed"]
+        if (packed.dtype != torch.uint8 or tuple(packed.shape) != (rows, PIXELS // 8)
+                or cache["source_sha256"] != source_sha256
+                or cache["packed_sha256"] != _sha256(packed.numpy().tobytes())):
+            return None
+    except Exception:  # noqa: BLE001 - any unusable cache is rebuilt
         return None
     return torch.from_numpy(np.unpackbits(packed.numpy(), axis=1))
 
 
-def _save_cache(path, data):
-    tmp = f"{path}.tmp{os.getpid()}"
+def _save_cache(path, data, source_sha256):
+    packed = torch.from_numpy(np.packbits(data.numpy(), axis=1))
     try:
-        torch.save(torch.from_numpy(np.packbits(data.numpy(), axis=1)), tmp)
-        os.replace(tmp, path)
-    except OSError:  # a read-only data folder only costs the parse next time
-        if os.path.exists(tmp):
-            os.remove(tmp)
+        utils.save_torch({"packed": packed, "source_sha256": source_sha256,
+                          "packed_sha256": _sha256(packed.numpy().tobytes())}, path)
+    except utils.RunError:  # a read-only data folder only costs the parse next time
+        pass
 
 
 def load_bmnist_split(root, split, download=True):
     """Return one split as a uint8 tensor of shape (rows, 784), values 0/1."""
     rows = SPLITS[split]
+    if os.path.exists(root) and not os.path.isdir(root):
+        raise DataError(f"--data_dir {root} is a file, not a folder")
     folder = os.path.join(root, "binarized_mnist")
+    path = _source_path(folder, split)
+    if path is None:
+        if not download:
+            raise DataError(f"binarized_mnist_{split}.amat(.gz) not found in {folder}")
+        path = _download(folder, split)
+    with open(path, "rb") as f:
+        stored = f.read()
+    checksum = _sha256(stored)
     cache = os.path.join(folder, f"binarized_mnist_{split}.pt")
-    if os.path.exists(cache):
-        data = _load_cache(cache, rows)
-        if data is not None:
-            return data
-    path, raw = _read_source(folder, split, download)
-    data = parse_amat(raw, rows, path)
-    _save_cache(cache, data)
+    data = _load_cache(cache, rows, checksum) if os.path.exists(cache) else None
+    if data is None:
+        data = parse_amat(_read_source(path), rows, path)
+        _save_cache(cache, data, checksum)
     return data
 
 

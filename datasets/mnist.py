@@ -1,67 +1,63 @@
-"""Grey-scale MNIST: the training set through torchvision, the labelled test
-set read straight from the IDX files (torchvision's MNIST class refuses a
-folder that lacks the training images, which are not always available)."""
-import gzip
+"""Grey-scale MNIST (60k training and 10k test images with labels) through
+torchvision's MNIST class: it reads `<root>/MNIST/raw/` offline and downloads
+only when the files are absent. Every file is checked, and a missing,
+truncated or corrupt one is named in one DataError."""
+import contextlib
+import io
 import os
-import struct
 
-import numpy as np
 import torch
 
-from datasets.bmnist import DataError, TensorLoader
+from datasets.bmnist import DataError
 
-TEST_FILES = ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
+SIZES = {"train": 60_000, "test": 10_000}
+FILES = {"train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+         "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")}
 
 
-def mnist(root="./data/", batch_size=64, download=True, device="cpu"):
-    """Shuffling loader of the 60k grey-scale training images scaled to [-1, 1],
-    as float tensors of shape (B, 1, 28, 28)."""
+def load_mnist(root, split, download=True):
+    """The images of one split as uint8 (N, 28, 28) and their labels (N,)."""
     from torchvision.datasets import MNIST  # torchvision is slow to import
 
-    try:
-        data = MNIST(root, train=True, download=download).data
-    except (RuntimeError, OSError) as err:
-        raise DataError(
-            f"grey-scale MNIST training images are not in {root}/MNIST/raw and "
-            f"could not be downloaded ({str(err).splitlines()[0]}). Use a machine "
-            "with internet access once, point --data_dir at a folder that holds "
-            "MNIST/raw/, or train on binarized MNIST with --dataset bmnist."
-        ) from None
-    images = data.to(device=device, dtype=torch.float32).div_(127.5).sub_(1)
-    return TensorLoader(images.view(-1, 1, 28, 28), batch_size, shuffle=True,
-                        drop_last=True)
-
-
-def read_idx(path):
-    """Read an IDX file (optionally gzip-compressed) into a numpy array."""
-    opener = gzip.open if path.endswith(".gz") else open
-    try:
-        with opener(path, "rb") as f:
-            raw = f.read()
-        zero, dtype, ndim = struct.unpack(">HBB", raw[:4])
-        if zero != 0 or dtype != 0x08:
-            raise ValueError("not an unsigned-byte IDX file")
-        shape = struct.unpack(f">{ndim}I", raw[4:4 + 4 * ndim])
-        data = np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim)
-        return data.reshape(shape)
-    except (OSError, EOFError, ValueError, struct.error) as err:
-        raise DataError(f"{path}: not a valid IDX file ({err})") from None
-
-
-def _find(folder, stem):
-    for name in (stem, stem + ".gz"):
-        if os.path.exists(os.path.join(folder, name)):
-            return os.path.join(folder, name)
-    raise DataError(f"{stem}(.gz) not found in {folder}")
-
-
-def load_mnist_test(root="./data/"):
-    """The 10k grey-scale test images as floats in [0, 1], shape (N, 784),
-    and their labels as int64."""
+    if os.path.exists(root) and not os.path.isdir(root):
+        raise DataError(f"--data_dir {root} is a file, not a folder")
     folder = os.path.join(root, "MNIST", "raw")
-    images = read_idx(_find(folder, TEST_FILES[0]))
-    labels = read_idx(_find(folder, TEST_FILES[1]))
-    if images.shape[1:] != (28, 28) or len(images) != len(labels):
-        raise DataError(f"{folder}: test images and labels do not match")
-    x = torch.from_numpy(images.reshape(len(images), -1).astype(np.float32) / 255)
-    return x, torch.from_numpy(labels.astype(np.int64))
+    paths = [os.path.join(folder, name) for name in FILES[split]]
+    # torchvision reads a split only when the files of both splits are there
+    missing = [n for names in FILES.values() for n in names
+               if not os.path.exists(os.path.join(folder, n))]
+    if missing and download:
+        print(f"downloading grey-scale MNIST into {folder}", flush=True)
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):  # torchvision's per-mirror chatter
+            dataset = MNIST(root, train=split == "train", download=download and bool(missing))
+    except Exception as err:  # noqa: BLE001 - torchvision raises many kinds
+        if any(not os.path.exists(os.path.join(folder, n)) for n in missing):
+            raise DataError(
+                f"{', '.join(missing)} not in {folder}, and could not "
+                f"be downloaded ({str(err).splitlines()[0] if str(err) else type(err).__name__}). "
+                "Put the four MNIST files (or their .gz) there, or point --data_dir at a "
+                "folder that holds MNIST/raw/.") from None
+        raise _diagnose(paths) from None
+    images, labels = dataset.data, dataset.targets
+    if tuple(images.shape) != (SIZES[split], 28, 28):
+        raise DataError(f"{paths[0]}: {tuple(images.shape)} images, expected "
+                        f"({SIZES[split]}, 28, 28) (truncated or wrong file?)")
+    if len(labels) != len(images) or labels.min() < 0 or labels.max() > 9:
+        raise DataError(f"{paths[1]}: expected {len(images)} labels from 0 to 9 "
+                        "(truncated or wrong file?)")
+    return images, labels
+
+
+def _diagnose(paths):
+    """The DataError that names which of the files torchvision cannot read."""
+    from torchvision.datasets.mnist import read_image_file, read_label_file
+
+    for path, read in zip(paths, (read_image_file, read_label_file)):
+        try:
+            read(path)
+        except Exception as err:  # noqa: BLE001 - any failure names the file
+            reason = str(err).splitlines()[0] if str(err) else "bad header"
+            return DataError(f"{path}: not a valid MNIST file ({reason}); it is corrupt "
+                             "or truncated, delete it and download it again")
+    return DataError(f"{os.path.dirname(paths[0])}: the MNIST files cannot be read")

@@ -24,7 +24,7 @@ fi
 
 strict_flag=()
 [ "$STRICT" = 1 ] && strict_flag=(--strict)
-"$PYTHON" make_results.py "${strict_flag[@]}"
+(cd .. && "$PYTHON" -m report.make_results "${strict_flag[@]}")
 
 run_latex() {
     if ! pdflatex -interaction=nonstopmode -halt-on-error -file-line-error report.tex \

@@ -3,7 +3,7 @@
 The numbers come from the metrics files in images/, so the report always
 matches the committed runs and no number is typed by hand:
 
-    python report/make_results.py            # or: make report
+    python -m report.make_results            # or: make report
 
 A metrics file that does not exist yet (or lacks a key) is not an error: its
 macros render as a bold "??" in the PDF and a warning names what is missing,
@@ -18,10 +18,9 @@ import re
 import statistics
 import sys
 
-# results.py (standard library only) owns where the best VAE run lives and
-# the published figure it is compared with.
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-from results import BEST_DIR, BEST_ZDIM, PUBLISHED_NLL  # noqa: E402
+# results.py (standard library only at import) owns where the best VAE run
+# lives and the published figure it is compared with.
+from report.results import BEST_DIR, BEST_ZDIM, PUBLISHED_NLL
 
 MISSING = r"\MissingResult"
 

@@ -5,7 +5,6 @@ import sys
 import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
 
 
 @pytest.fixture(scope="session")
@@ -20,13 +19,34 @@ def data_dir():
         if os.environ.get("CI"):
             pytest.fail("DATA_DIR is not set; CI must point it at the data")
         pytest.skip("set DATA_DIR to run the tests that need real data")
-    if not os.path.isdir(os.path.join(path, "binarized_mnist")):
-        pytest.fail(f"DATA_DIR={path} has no binarized_mnist/ folder")
+    for folder in ("binarized_mnist", os.path.join("MNIST", "raw")):
+        if not os.path.isdir(os.path.join(path, folder)):
+            pytest.fail(f"DATA_DIR={path} has no {folder}/ folder")
     return os.path.abspath(path)
 
 
+@pytest.fixture(autouse=True)
+def one_thread_per_run(monkeypatch):
+    """Scripts started by a test get one torch thread each: on a small,
+    shared CPU, several threads per process spin against each other."""
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+
+
+def command(script, *args):
+    """The command line of a project script ("a3_vae_template.py") or module
+    ("experiments.vae_mc_vs_is"), as a user runs it from the root."""
+    if script.endswith(".py"):
+        return [sys.executable, os.path.join(ROOT, script), *map(str, args)]
+    return [sys.executable, "-m", script, *map(str, args)]
+
+
 def run_script(script, *args, timeout=600):
-    """Run one of the project's scripts as a user would; return the result."""
-    return subprocess.run([sys.executable, os.path.join(ROOT, script), *args],
-                          capture_output=True, text=True, timeout=timeout,
-                          cwd=ROOT)
+    """Run a project script to its end; return the CompletedProcess."""
+    return subprocess.run(command(script, *args), capture_output=True, text=True,
+                          timeout=timeout, cwd=ROOT)
+
+
+def start_script(script, *args):
+    """Start a project script; return the Popen, its output as text pipes."""
+    return subprocess.Popen(command(script, *args), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, cwd=ROOT)

@@ -1,13 +1,18 @@
+"""The run harness: flag types, atomic writes and their errors, RNG state,
+the checkpoint's load checks, progress lines."""
 import argparse
+import errno
+import io
 import json
 import math
 import os
+import random
 import stat
 
+import numpy as np
 import pytest
 import torch
 
-import results
 import utils
 
 
@@ -15,9 +20,11 @@ def test_number_flags():
     assert utils.positive_int("3") == 3
     assert utils.nonneg_int("0") == 0
     assert utils.positive_float("1e-4") == pytest.approx(1e-4)
+    assert utils.seed(str(2 ** 32 - 1)) == 2 ** 32 - 1
     for check, text in ((utils.positive_int, "0"), (utils.positive_int, "1.5"),
                         (utils.nonneg_int, "-1"), (utils.positive_float, "0"),
-                        (utils.positive_float, "inf"), (utils.positive_float, "nan")):
+                        (utils.positive_float, "inf"), (utils.positive_float, "nan"),
+                        (utils.seed, str(2 ** 32)), (utils.number(float, 0, 1, high_open=True), "1")):
         with pytest.raises(argparse.ArgumentTypeError):
             check(text)
 
@@ -25,7 +32,7 @@ def test_number_flags():
 def test_save_json_refuses_nan_and_keeps_the_old_file(tmp_path):
     path = tmp_path / "m.json"
     utils.save_json({"elbo": -90.0}, path)
-    with pytest.raises(ValueError):
+    with pytest.raises(utils.RunError, match="NaN or infinite"):
         utils.save_json({"elbo": math.nan}, path)
     assert json.loads(path.read_text()) == {"elbo": -90.0}
     assert os.listdir(tmp_path) == ["m.json"]  # no temporary file left behind
@@ -34,9 +41,20 @@ def test_save_json_refuses_nan_and_keeps_the_old_file(tmp_path):
 def test_save_png_refuses_non_finite_images(tmp_path):
     image = torch.zeros(1, 28, 28)
     image[0, 3, 3] = math.inf
-    with pytest.raises(utils.TrainingError):
+    with pytest.raises(utils.RunError):
         utils.save_png(image, tmp_path / "x.png")
     assert not os.listdir(tmp_path)
+
+
+def test_save_png_upscales_without_changing_pixels(tmp_path):
+    from PIL import Image
+    images = torch.rand(2, 1, 5, 5)
+    utils.save_png(images, tmp_path / "a.png", nrow=2, padding=0)
+    utils.save_png(images, tmp_path / "b.png", upscale=3, nrow=2, padding=0)
+    with Image.open(tmp_path / "a.png") as a, Image.open(tmp_path / "b.png") as b:
+        assert b.size == (3 * a.size[0], 3 * a.size[1])
+        small, big = torch.from_numpy(np.array(a)), torch.from_numpy(np.array(b))
+    assert torch.equal(big[::3, ::3], small) and torch.equal(big[2::3, 2::3], small)
 
 
 def test_atomic_files_follow_the_umask(tmp_path):
@@ -45,51 +63,112 @@ def test_atomic_files_follow_the_umask(tmp_path):
     assert mode == 0o666 & ~utils._umask()
 
 
-def test_load_checkpoint_names_the_differing_settings(tmp_path):
-    path = tmp_path / "c.pt"
-    utils.save_torch({"config": {"zdim": 20, "lr": 1e-3}}, path)
-    assert utils.load_checkpoint(path, {"zdim": 20, "lr": 1e-3})["config"]["zdim"] == 20
-    with pytest.raises(utils.TrainingError, match="zdim: checkpoint 20 vs now 2"):
-        utils.load_checkpoint(path, {"zdim": 2, "lr": 1e-3})
+def test_a_failed_write_names_the_file_and_keeps_the_old_one(tmp_path, monkeypatch):
+    path = tmp_path / "m.json"
+    utils.save_json({"old": 1}, path)
+
+    class FullDisk(io.FileIO):
+        def write(self, data):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(utils.os, "fdopen", lambda fd, mode: FullDisk(fd, "wb"))
+    with pytest.raises(utils.RunError) as err:
+        utils.save_json({"new": 2}, path)
+    assert str(err.value) == f"cannot write {path}: No space left on device"
+    monkeypatch.undo()
+    assert json.loads(path.read_text()) == {"old": 1}
+    assert os.listdir(tmp_path) == ["m.json"]
 
 
-def test_rng_state_round_trip():
+def test_rng_state_round_trip_through_a_safe_load(tmp_path):
     utils.seed_everything(1)
-    state = utils.rng_state()
-    first = (torch.rand(3), __import__("random").random())
-    utils.set_rng_state(state)
+    utils.save_torch(utils.rng_state(), tmp_path / "rng.pt")
+    first = (torch.rand(3), random.random(), __import__("numpy").random.rand())
+    utils.set_rng_state(torch.load(tmp_path / "rng.pt", weights_only=True))
     assert torch.equal(torch.rand(3), first[0])
-    assert __import__("random").random() == first[1]
+    assert random.random() == first[1]
+    assert __import__("numpy").random.rand() == first[2]
 
 
-def test_results_section_is_written_from_the_metrics(tmp_path):
-    metrics = {"zdim": 20, "epochs": 2, "train_elbo": [-120.0, -110.5],
-               "val_elbo": [-121.0, -111.25], "test_elbo": -111.0,
-               "test_nll_iw": 105.125, "iw_samples": 50,
-               "seconds_per_epoch": [4.0, 5.0], "device": "cpu"}
-    utils.save_json(metrics, tmp_path / "vae_z20_metrics.json")
-    readme = tmp_path / "README.md"
-    readme.write_text(f"intro\n{results.START}\nold\n{results.END}\nend\n")
-    results.write(str(tmp_path), str(readme))
-    text = readme.read_text()
-    assert text.startswith("intro\n") and text.endswith(f"{results.END}\nend\n")
-    assert "old" not in text
-    assert ("| `--zdim 20 --epochs 2` | 2 | -110.50 | -111.25 | **-111.00** | "
-            "**105.12** (k = 50) | - |") in text
+def test_check_finite_names_what_is_wrong():
+    utils.check_finite({"a": torch.ones(3)}, "here", bound=10)
+    with pytest.raises(utils.RunError, match="b became non-finite in epoch 3"):
+        utils.check_finite({"a": torch.ones(3), "b": torch.tensor([math.nan])}, "in epoch 3")
+    with pytest.raises(utils.RunError, match="a became non-finite or beyond 10"):
+        utils.check_finite({"a": torch.tensor([11.0])}, "here", bound=10)
 
 
-def test_results_row_of_a_keep_best_run_shows_the_tested_epoch(tmp_path):
-    metrics = {"zdim": 40, "epochs": 3, "keep_best": True, "tested_epoch": 2,
-               "train_elbo": [-120.0, -110.5, -100.0], "val_elbo": [-121.0, -111.25, -112.0],
-               "test_elbo": -111.0, "test_nll_iw": 105.125, "iw_samples": 50,
-               "seconds_per_epoch": [4.0, 5.0, 6.0], "device": "cpu",
-               "sample_quality": {"frechet_distance": 12.34, "class_min_share": 0.05,
-                                  "means_frechet_distance": 50.0}}
-    os.makedirs(tmp_path / results.BEST_DIR)
-    utils.save_json(metrics, tmp_path / results.BEST_DIR / f"vae_z{results.BEST_ZDIM}_metrics.json")
-    text = results.results(str(tmp_path))
-    assert (f"| `--zdim 40 --epochs 3 --keep_best` | 3 | -110.50 | -111.25 | "
-            "**-111.00** | **105.12** (k = 50) | 12.3 | 5.0 | cpu |") in text
-    assert "| VAE `--zdim 40 --epochs 3 --keep_best`, binary samples | 12.3 | 5.0 |" in text
-    assert ("tested at epoch 2): test NLL **105.12** nats (k = 50, all 10,000 test "
-            "images), 16.56 nats above the published 88.56") in text
+def test_progress_lines_at_every_tenth_and_every_minute(monkeypatch, capsys):
+    clock = iter([0.0, 1.0, 2.0, 70.0, 71.0])
+    monkeypatch.setattr(utils.time, "perf_counter", lambda: next(clock))
+    progress = utils.progress_printer(100)
+    progress(5)    # 1 s: 5 %, no line
+    progress(10)   # 2 s: 15 %, a line (first tenth)
+    progress(1)    # 70 s: 16 %, a line (a minute)
+    progress(84)   # 71 s: done
+    lines = capsys.readouterr().out.splitlines()
+    assert lines == ["  15% after 2 s", "  16% after 70 s", "  100% after 71 s"]
+
+
+# ------------------------------------------------------------------- Run
+def make_run(tmp_path, config=None, **flags):
+    args = argparse.Namespace(out_dir=str(tmp_path), resume=False, overwrite=False, **flags)
+    return utils.Run(args, "m", config or {"lr": 1.0}, "script.py", [])
+
+
+def test_checkpoint_round_trip_restores_state_and_rng(tmp_path):
+    model = torch.nn.Linear(3, 2)
+    run = make_run(tmp_path)
+    torch.manual_seed(0)
+    run.save(4, {"model": model, "history": {"loss": [1.0, 0.5]}})
+    expected = torch.rand(2)
+    fresh = torch.nn.Linear(3, 2)
+    state = {"model": fresh, "history": {"loss": []}}
+    assert run.load(state) == 4
+    assert state["history"] == {"loss": [1.0, 0.5]}
+    assert torch.equal(fresh.weight, model.weight)
+    assert torch.equal(torch.rand(2), expected)  # the RNG resumes where it was
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda s: {"model": torch.nn.Linear(3, 2)}, "not a checkpoint this script wrote"),
+    (lambda s: {**s, "model": torch.nn.Linear(4, 2)}, "not a checkpoint this script wrote"),
+    (lambda s: {**s, "history": [1.0]}, "not a checkpoint this script wrote"),
+])
+def test_checkpoints_that_differ_from_what_the_script_writes_are_refused(tmp_path, change,
+                                                                          message):
+    run = make_run(tmp_path)
+    state = {"model": torch.nn.Linear(3, 2), "history": {"loss": [1.0]}}
+    run.save(1, state)
+    with pytest.raises(utils.RunError, match=message):
+        run.load(change(dict(state)))
+
+
+def test_checkpoint_of_other_settings_names_them(tmp_path):
+    make_run(tmp_path, {"zdim": 20, "lr": 1.0}).save(1, {})
+    with pytest.raises(utils.RunError, match="zdim: checkpoint 20 vs now 2"):
+        make_run(tmp_path, {"zdim": 2, "lr": 1.0}).load({})
+
+
+def test_a_checkpoint_that_would_run_code_is_refused(tmp_path):
+    marker = tmp_path / "PWNED"
+
+    class Payload:
+        def __reduce__(self):
+            return os.system, (f"touch {marker}",)
+
+    run = make_run(tmp_path)
+    run.save(1, {})
+    torch.save({**torch.load(run.checkpoint, weights_only=True), "extra": Payload()},
+               run.checkpoint)
+    with pytest.raises(utils.RunError, match="not a checkpoint this script wrote"):
+        run.load({})
+    assert run.epochs_done() is None  # unreadable, and again nothing ran
+    assert not marker.exists()
+
+
+def test_code_version_names_the_project_files_this_process_imported():
+    version = utils.code_version()
+    assert "utils.py" in version["files"]
+    assert not any("site-packages" in f for f in version["files"])
+    assert version["commit"] is None or len(version["commit"]) == 40

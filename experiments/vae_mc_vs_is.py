@@ -1,61 +1,21 @@
 """Question 1.4: log p(x) by naive Monte Carlo (z from the prior) against
-importance sampling (z from q(z|x)), for trained VAEs of several zdims.
+importance sampling (z from q(z|x)), for trained VAEs of several zdims. Both
+use the VAE's one routine for log importance weights.
 
-Both estimators are logsumexp_i log w_i - log k, a stochastic lower bound on
-log p(x) that tightens as k grows; they differ only in where z comes from.
-With the prior, almost every z misses the region that explains x, and more
-so the more latent dimensions there are.
-
-    python vae_mc_vs_is.py --data_dir ../shared/datasets  # uses images/vae_z*.pt
+    python -m experiments.vae_mc_vs_is --data_dir ../shared/datasets  # images/vae_z*_model.pt
 """
 import argparse
-import math
 import os
 import sys
 
-import matplotlib
+import torch
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import torch  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
+import utils
+from a3_vae_template import PIXELS, VAE
+from datasets import DataError, load_bmnist_split
 
-import utils  # noqa: E402
-from a3_vae_template import (PIXELS, VAE, bernoulli_log_likelihood,  # noqa: E402
-                             log_normal, log_standard_normal)
-from datasets import DataError, load_bmnist_split  # noqa: E402
-
-ESTIMATORS = ("prior", "iw")
-LABELS = {"prior": "naive MC, z ~ p(z)", "iw": "importance sampling, z ~ q(z|x)"}
-
-
-# -------------------------------------------------------------- the weights
-def prior_log_weights(model, x, k, chunk=100):
-    """log p(x|z_i) for z_i ~ N(0, I), shape (k, B).
-
-    Prior samples do not depend on x, so all images share them: one decoder
-    pass per sample instead of one per sample and image. Each image's
-    estimate stays unbiased; only the images' errors become correlated.
-    """
-    log_w = []
-    for start in range(0, k, chunk):
-        z = torch.randn(min(chunk, k - start), model.z_dim, device=x.device, dtype=x.dtype)
-        logits = model.decoder.logits(z)
-        # x l - softplus(l) summed over pixels, for every (sample, image) pair
-        log_w.append(logits @ x.T - F.softplus(logits).sum(-1, keepdim=True))
-    return torch.cat(log_w)
-
-
-def posterior_log_weights(model, x, k, chunk=100):
-    """log p(x|z_i) + log p(z_i) - log q(z_i|x) for z_i ~ q(z|x), shape (k, B)."""
-    mean, logvar = model.encoder(x)
-    std = torch.exp(0.5 * logvar)
-    log_w = []
-    for start in range(0, k, chunk):
-        z = mean + std * torch.randn(min(chunk, k - start), *mean.shape, device=x.device)
-        log_w.append(bernoulli_log_likelihood(model.decoder.logits(z), x)
-                     + log_standard_normal(z) - log_normal(z, mean, logvar))
-    return torch.cat(log_w)
+ESTIMATORS = {"prior": "naive MC, z ~ p(z)", "posterior": "importance sampling, z ~ q(z|x)"}
 
 
 def nested_estimates(log_w, ks):
@@ -78,15 +38,14 @@ def sample_counts(max_samples):
 @torch.no_grad()
 def measure(model, x, ks, repeats):
     """Image-averaged estimates, shape (repeats, len(ks)) per estimator, and
-    the ELBO (the mean importance log-weight) of each repeat."""
+    the ELBO (the mean log-weight under q(z|x)) averaged over the repeats."""
     runs = {name: [] for name in ESTIMATORS}
     elbos = []
     for _ in range(repeats):
-        prior_w = prior_log_weights(model, x, ks[-1])
-        runs["prior"].append(nested_estimates(prior_w, ks).mean(1))
-        iw_w = posterior_log_weights(model, x, ks[-1])
-        runs["iw"].append(nested_estimates(iw_w, ks).mean(1))
-        elbos.append(iw_w.mean().item())
+        for name in ESTIMATORS:
+            log_w = torch.cat(list(model.log_importance_weights(x, ks[-1], name)))
+            runs[name].append(nested_estimates(log_w, ks).mean(1))
+        elbos.append(log_w.mean().item())  # the posterior's, which comes last
     return {name: torch.stack(r) for name, r in runs.items()}, sum(elbos) / repeats
 
 
@@ -101,7 +60,7 @@ def summarize(runs, elbo, ks):
 
 # ------------------------------------------------------------------ loading
 def model_path(out_dir, zdim):
-    return os.path.join(out_dir, f"vae_z{zdim}.pt")
+    return os.path.join(out_dir, f"vae_z{zdim}_model.pt")
 
 
 def check_models(args):
@@ -132,26 +91,31 @@ def evaluation_images(data_dir, n_images, device):
 
 # ------------------------------------------------------------------ output
 def plot(results, n_images, filename):
-    """One panel per zdim, both estimators' mean with a +-1 std band."""
-    fig, axes = plt.subplots(1, len(results), figsize=(4 * len(results), 4),
-                             sharey=True, squeeze=False)
-    for ax, (zdim, res) in zip(axes[0], results.items()):
+    """A 2 x 2 grid, one panel per zdim, both estimators' mean with a +-1 std
+    band; each panel's y-range covers the estimates from k = 10 on, where
+    the difference lies."""
+    rows = (len(results) + 1) // 2
+    fig = Figure(figsize=(10, 4.2 * rows), layout="constrained")
+    axes = fig.subplots(rows, 2, squeeze=False).ravel()
+    for ax, (zdim, res) in zip(axes, results.items()):
         for name, color in zip(ESTIMATORS, ("tab:red", "tab:blue")):
             mean, std = torch.tensor(res[name]["mean"]), torch.tensor(res[name]["std"])
-            ax.plot(res["k"], mean, "o-", ms=3, color=color, label=LABELS[name])
+            ax.plot(res["k"], mean, "o-", ms=4, color=color, label=ESTIMATORS[name])
             ax.fill_between(res["k"], mean - std, mean + std, color=color, alpha=0.25)
         ax.axhline(res["elbo"], color="gray", ls=":", label="ELBO")
+        shown = [v for name in ESTIMATORS for k, v in zip(res["k"], res[name]["mean"]) if k >= 10]
+        span = max(shown) - min(shown)
+        ax.set_ylim(min(shown + [res["elbo"]]) - 0.1 * span, max(shown) + 0.1 * span)
         ax.set_xscale("log")
-        gap = res["iw"]["mean"][-1] - res["prior"]["mean"][-1]
-        ax.set_title(f"zdim = {zdim}: gap {gap:.0f} nats at k = {res['k'][-1]}")
-        ax.set_xlabel("number of samples k")
+        gap = res["posterior"]["mean"][-1] - res["prior"]["mean"][-1]
+        ax.set_title(f"zdim = {zdim}: IS - MC = {gap:.1f} nats at k = {res['k'][-1]:,}")
+        ax.set(xlabel="number of samples k", ylabel="log p(x) estimate (nats)")
         ax.grid(alpha=0.3)
-    axes[0][0].set_ylabel("estimated log p(x), nats per image")
-    axes[0][0].legend(loc="lower right")
-    fig.suptitle(f"log p(x) of {n_images} test images: z sampled from the prior "
-                 "or from q(z|x) (mean and std over repeats)")
+        ax.legend(loc="lower right", fontsize="small")
+    for ax in axes[len(results):]:
+        ax.set_visible(False)
+    fig.suptitle(f"log p(x) of {n_images} test images (mean and std over repeats)")
     utils.save_figure(fig, filename)
-    plt.close(fig)
 
 
 def print_table(results):
@@ -169,7 +133,7 @@ def parse_args(argv=None):
     parser.add_argument("--data_dir", default="./data",
                         help="folder holding binarized_mnist/")
     parser.add_argument("--out_dir", default="images",
-                        help="holds vae_z{zdim}.pt; the figure and JSON go here")
+                        help="holds vae_z{zdim}_model.pt; the figure and JSON go here")
     parser.add_argument("--zdims", default=[2, 5, 10, 20], nargs="+",
                         type=utils.positive_int)
     parser.add_argument("--n_images", default=100, type=utils.positive_int,
@@ -178,11 +142,11 @@ def parse_args(argv=None):
                         help="largest number of samples k per image")
     parser.add_argument("--repeats", default=3, type=utils.positive_int,
                         help="independent repeats, for the spread")
-    parser.add_argument("--seed", default=0, type=utils.nonneg_int)
+    parser.add_argument("--seed", default=0, type=utils.seed)
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     args = parser.parse_args(argv)
     args.device = utils.resolve_device(parser, args.device)
-    utils.check_writable_dir(parser, args.out_dir)
+    utils.check_out_dir(parser, args.out_dir, "vae_mc_vs_is.json")
     return args
 
 
@@ -206,7 +170,7 @@ def main(argv=None):
                               "n_images evenly spaced test images; mean and std over "
                               "repeats; elbo: the mean importance log-weight",
                      "n_images": len(x), "repeats": args.repeats, "seed": args.seed,
-                     "device": str(args.device),
+                     "device": str(args.device), "code": utils.code_version(),
                      "zdims": {str(z): r for z, r in results.items()}},
                     os.path.join(args.out_dir, "vae_mc_vs_is.json"))
 

@@ -5,18 +5,15 @@ zdim 20, Adam at a constant 1e-3) for a few epochs with ELU, ReLU and softplus
 and prints the validation ELBO after each epoch. The script's mlp() uses ELU
 because of this comparison.
 
-    python bench/vae_activations.py --data_dir ../shared/datasets
+    python -m experiments.vae_activations --data_dir ../shared/datasets
 """
 import argparse
-import os
-import sys
 
 import torch
 import torch.nn as nn
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-import a3_vae_template as vae  # noqa: E402
-from datasets import bmnist  # noqa: E402
+import a3_vae_template as vae
+from datasets import bmnist
 
 
 def with_activation(model, activation):
@@ -37,7 +34,7 @@ def main():
     for activation in (nn.ELU, nn.ReLU, nn.Softplus):
         torch.manual_seed(0)
         model = with_activation(vae.VAE(args.hidden_dim, 20), activation)
-        optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+        optimizer = torch.optim.Adam(model.parameters(), lr=1e-3, fused=True)
         curve = []
         for _ in range(args.epochs):
             model.train()

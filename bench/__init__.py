@@ -1,0 +1,1 @@
+"""Speed benchmarks; run each as python -m bench.NAME."""

@@ -1,0 +1,1 @@
+"""Studies beyond the required figures; run each as python -m experiments.NAME."""

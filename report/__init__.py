@@ -1,0 +1,1 @@
+"""The report and the scripts that write its numbers and the README results."""

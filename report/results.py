@@ -1,0 +1,274 @@
+"""Write the measured results and the flag tables into README.md, from the
+metrics files in images/ and the scripts' argument parsers, and name every
+metrics file whose producing code has changed since its run:
+
+    python -m report.results            # or: make results
+
+Standard library only at import time (report/make_results.py imports it).
+"""
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+
+START = "<!-- results:start (written by `make results`; do not edit by hand) -->"
+END = "<!-- results:end -->"
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# The run that targets the published test NLL (`make run-vae-best`).
+BEST_DIR = "vae_best"
+BEST_ZDIM = 40
+# One stochastic layer, standard normal prior, static binarization
+# (Tomczak & Welling, 2018, VampPrior paper).
+PUBLISHED_NLL = 88.56
+
+
+def load(out_dir, name):
+    path = os.path.join(out_dir, name)
+    if not os.path.exists(path):
+        return None
+    with open(path) as f:
+        return json.load(f)
+
+
+def vae_flags(m):
+    """The flags that set a run apart from the defaults, as a command line."""
+    flags = [f"--zdim {m['zdim']}"]
+    for key, default in (("epochs", 40), ("hidden_dim", 512), ("warmup", 0)):
+        if m.get(key, default) != default:
+            flags.append(f"--{key} {m[key]}")
+    if m.get("keep_best"):
+        flags.append("--keep_best")
+    return " ".join(flags)
+
+
+def vae_section(metrics):
+    lines = ["| run | epochs | train ELBO | val ELBO | test ELBO | test NLL (IW) | "
+             "sample FD | s/epoch | device |", "|---|---|---|---|---|---|---|---|---|"]
+    for m in metrics:
+        fd = m.get("sample_quality", {}).get("frechet_distance")
+        tested = m.get("tested_epoch", m["epochs"])
+        lines.append(
+            f"| `{vae_flags(m)}` | {m['epochs']} | {m['train_elbo'][tested - 1]:.2f} | "
+            f"{m['val_elbo'][tested - 1]:.2f} | **{m['test_elbo']:.2f}** | "
+            f"**{m['test_nll_iw']:.2f}** (k = {m['iw_samples']}) | "
+            f"{'-' if fd is None else f'{fd:.1f}'} | "
+            f"{statistics.median(m['seconds_per_epoch']):.1f} | {m['device']} |")
+    return lines
+
+
+def gan_section(m):
+    shares = m.get("class_shares")
+    lines = [f"GAN, `--dataset {m['dataset']}`, {m['n_epochs']} epochs on "
+             f"{m['device']}, {statistics.median(m['seconds_per_epoch']):.1f} s "
+             "per epoch (median):", ""]
+    lines += ["| last epoch | loss D | loss G | D(x) | D(G(z)) |", "|---|---|---|---|---|",
+              f"| {m['n_epochs']} | {m['loss_D'][-1]:.3f} | {m['loss_G'][-1]:.3f} | "
+              f"{m['D_x'][-1]:.3f} | {m['D_G_z'][-1]:.3f} |"]
+    if shares:
+        lines += ["", f"Digit classes of {m.get('images', 'the')} generated "
+                  "samples, as labelled by the digit classifier (share in %):", "",
+                  "| " + " | ".join(str(d) for d in range(10)) + " |",
+                  "|" + "---|" * 10,
+                  "| " + " | ".join(f"{100 * s:.1f}" for s in shares) + " |"]
+    return lines
+
+
+def quality_section(gan, vae):
+    """Frechet distances (classifier features of the samples vs held-out test
+    images of the same kind): the GAN over training, the VAE, and the floor
+    of as many real training images for each."""
+    lines = ["| samples | Frechet distance | rarest digit (%) |", "|---|---|---|"]
+
+    def floor(m, kind):
+        ref = m["quality_reference"]
+        lines.append(f"| real training images ({kind}) | {ref['real_frechet_distance']:.2f} | "
+                     f"{100 * ref['real_class_min_share']:.1f} |")
+
+    curve = (gan or {}).get("quality_over_training")
+    if curve:
+        floor(gan, "grey-scale" if gan.get("dataset") == "mnist" else "binarized")
+        steps = len(curve["iteration"]) - 1
+        for i in sorted({0, steps // 10, steps // 2, steps}):
+            lines.append(f"| GAN, iteration {curve['iteration'][i]:,} | "
+                         f"{curve['frechet_distance'][i]:.1f} | "
+                         f"{100 * curve['class_min_share'][i]:.1f} |")
+        best = min(range(steps + 1), key=curve["frechet_distance"].__getitem__)
+        lines.append(f"| GAN, best save point (iteration {curve['iteration'][best]:,}) | "
+                     f"{curve['frechet_distance'][best]:.1f} | "
+                     f"{100 * curve['class_min_share'][best]:.1f} |")
+    if vae:
+        floor(vae[0], "binarized")
+    for m in vae:
+        q = m["sample_quality"]
+        lines.append(f"| VAE `{vae_flags(m)}`, binary samples | "
+                     f"{q['frechet_distance']:.1f} | {100 * q['class_min_share']:.1f} |")
+        lines.append(f"| VAE `{vae_flags(m)}`, Bernoulli means | "
+                     f"{q['means_frechet_distance']:.1f} | - |")
+    return lines if len(lines) > 2 else []
+
+
+def best_section(m):
+    """One sentence on the run that targets the published test NLL."""
+    margin = PUBLISHED_NLL - m["test_nll_iw"]
+    verdict = (f"{margin:.2f} nats below" if margin > 0
+               else f"{-margin:.2f} nats above")
+    minutes = sum(m["seconds_per_epoch"]) / 60
+    timing = f"training took {minutes:.0f} min on {m['device']} (sum of the epoch times)"
+    if "test_seconds" in m:
+        timing += f", the test evaluation {m['test_seconds'] / 60:.0f} min"
+    return [f"Best VAE (`{vae_flags(m)}`, tested at epoch "
+            f"{m.get('tested_epoch', m['epochs'])}): test NLL **{m['test_nll_iw']:.2f}** "
+            f"nats (k = {m['iw_samples']}, all 10,000 test images), {verdict} the "
+            f"published {PUBLISHED_NLL}; {timing}."]
+
+
+def remedy_section(m):
+    """experiments/gan_remedy.py: the recipes, mean +- std over the seeds."""
+    lines = [f"GAN recipes on `--dataset {m['dataset']}` (`experiments/gan_remedy.py`, "
+             f"{m['n_epochs']} epochs each, seeds {', '.join(map(str, m['seeds']))}; "
+             "mean +- std over the seeds):", "",
+             "| recipe | flags | Frechet distance | rarest digit (%) | stray pixels per image |",
+             "|---|---|---|---|---|"]
+    for name, r in m["recipes"].items():
+        lines.append(
+            f"| {name} | `{r['flags']}` | {r['frechet_distance_mean']:.2f} +- "
+            f"{r['frechet_distance_std']:.2f} | {100 * r['class_min_share_mean']:.1f} +- "
+            f"{100 * r['class_min_share_std']:.1f} | {r['stray_pixels_per_image_mean']:.2f} |")
+    ref = m["quality_reference"]
+    lines.append(f"| real training images | | {ref['real_frechet_distance']:.2f} | "
+                 f"{100 * ref['real_class_min_share']:.1f} | |")
+    return lines
+
+
+def bench_section(out_dir):
+    lines = []
+    vae = load(out_dir, "bench_vae.json")
+    if vae and "ratio_same_shapes" in vae:
+        lines.append(f"- VAE training pass on {vae['device']} ({vae['threads']} threads, "
+                     f"{vae['images']:,} images): {vae['train_seconds']:.2f} s, its matrix "
+                     f"products alone {vae['same_shape_gemm_seconds']:.2f} s: ratio "
+                     f"**{vae['ratio_same_shapes']:.2f}** (target <= 1.5; "
+                     f"{vae['ratio_peak']:.2f} against the peak GEMM rate).")
+    gan = load(out_dir, "bench_gan.json")
+    if gan and "ratio_same_shapes" in gan:
+        lines.append(f"- GAN training pass on {gan['device']} ({gan['threads']} threads, "
+                     f"{gan['images']:,} images): {gan['train_seconds']:.2f} s, its matrix "
+                     f"products alone {gan['same_shape_gemm_seconds']:.2f} s: ratio "
+                     f"**{gan['ratio_same_shapes']:.2f}** (target <= 1.5); with a torchvision "
+                     f"DataLoader {gan['dataloader_seconds']:.2f} s: in-memory batches "
+                     f"**{gan['speedup_vs_dataloader']:.2f}x** faster (target >= 1.5x).")
+    return lines
+
+
+def stale_results(out_dir):
+    """Metrics files whose producing code (the script and the project modules
+    it imported, as recorded in the file) differs now from the commit they
+    were produced with, or that record no commit; with the reason."""
+    stale = []
+    for folder, _, names in sorted(os.walk(out_dir)):
+        for name in sorted(n for n in names if n.endswith(".json") and not n.startswith("bench_")):
+            path = os.path.join(folder, name)
+            code = (load(folder, name) or {}).get("code") or {}
+            if not code.get("commit"):
+                stale.append((path, "records no code version"))
+            elif code.get("uncommitted_changes"):
+                stale.append((path, "was produced from uncommitted code"))
+            else:
+                changed = subprocess.run(
+                    ["git", "-C", ROOT, "diff", "--name-only", code["commit"], "--",
+                     *code["files"]], capture_output=True, text=True)
+                if changed.returncode or changed.stdout.strip():
+                    files = ", ".join(changed.stdout.split()) or "unknown commit"
+                    stale.append((path, f"code changed since {code['commit'][:8]}: {files}"))
+    return stale
+
+
+def flags_table(parser):
+    """A markdown table of a parser's flags, defaults and help texts."""
+    lines = ["| flag | default | meaning |", "|---|---|---|"]
+    for action in parser._actions:
+        if not action.option_strings or action.dest == "help":
+            continue
+        default = "" if action.default in (None, False) else f"`{action.default}`"
+        meaning = (action.help or "").replace("|", "\\|")
+        if action.choices:
+            meaning = f"one of {', '.join(map(str, action.choices))}; {meaning}".rstrip("; ")
+        lines.append(f"| `{action.option_strings[0]}` | {default} | {meaning} |")
+    return lines
+
+
+def flags_sections():
+    """The flag tables of both scripts (imported here: they need torch)."""
+    import a3_gan_template
+    import a3_vae_template
+    return {"vae": flags_table(a3_vae_template.build_parser()),
+            "gan": flags_table(a3_gan_template.build_parser())}
+
+
+def results(out_dir):
+    lines = []
+    names = ["vae_z20_metrics.json", "vae_z2_metrics.json",
+             os.path.join(BEST_DIR, f"vae_z{BEST_ZDIM}_metrics.json")]
+    runs = [load(out_dir, name) for name in names]
+    vae = [m for m in runs if m]
+    if vae:
+        lines += vae_section(vae) + [""]
+    best = runs[-1]
+    if best:
+        lines += best_section(best) + [""]
+    gan = load(out_dir, "gan_metrics.json")
+    if gan:
+        lines += gan_section(gan) + [""]
+    quality = quality_section(gan, [m for m in vae if m.get("sample_quality")])
+    if quality:
+        lines += ["Sample quality: Frechet distance between classifier features of "
+                  "10,000 samples and of 10,000 held-out real digits of the same kind "
+                  "(`sample_quality.py`; lower is better):", ""] + quality + [""]
+    for dataset in ("mnist", "bmnist"):
+        remedy = load(out_dir, f"gan_remedy_{dataset}.json")
+        if remedy:
+            lines += remedy_section(remedy) + [""]
+    lines += bench_section(out_dir) + [""]
+    stale = stale_results(out_dir)
+    if stale:
+        lines += ["**Stale results** (to be rerun with the current code):", ""]
+        lines += [f"- `{os.path.relpath(path, out_dir)}` {why}" for path, why in stale]
+    return "\n".join(lines).strip()
+
+
+def replace_between(text, start, end, body, where):
+    if start not in text or end not in text:
+        raise SystemExit(f"error: {where} lacks the markers {start} ... {end}")
+    head, rest = text.split(start, 1)
+    return f"{head}{start}\n{body}\n{end}{rest.split(end, 1)[1]}"
+
+
+def write(out_dir, readme, flags=None):
+    """Replace the results section of `readme`, and the flag tables when
+    `flags` (name -> table lines) is given, between their markers."""
+    with open(readme) as f:
+        text = f.read()
+    text = replace_between(text, START, END, results(out_dir), readme)
+    for name, table in (flags or {}).items():
+        text = replace_between(text, f"<!-- flags:{name}:start -->",
+                               f"<!-- flags:{name}:end -->", "\n".join(table), readme)
+    tmp = readme + ".tmp"
+    with open(tmp, "w") as f:
+        f.write(text)
+    os.replace(tmp, readme)
+    for path, why in stale_results(out_dir):
+        print(f"stale: {path} {why}", file=sys.stderr)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--out_dir", default="images")
+    parser.add_argument("--readme", default="README.md")
+    args = parser.parse_args()
+    write(args.out_dir, args.readme, flags_sections())
+
+
+if __name__ == "__main__":
+    main()

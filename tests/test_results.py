@@ -1,0 +1,93 @@
+"""The README writer: results from the metrics files, flag tables from the
+parsers, and the names of results whose code has changed since their run."""
+import argparse
+import os
+import subprocess
+
+import utils
+from report import results
+
+
+def test_results_section_is_written_from_the_metrics(tmp_path):
+    metrics = {"zdim": 20, "epochs": 2, "train_elbo": [-120.0, -110.5],
+               "val_elbo": [-121.0, -111.25], "test_elbo": -111.0,
+               "test_nll_iw": 105.125, "iw_samples": 50,
+               "seconds_per_epoch": [4.0, 5.0], "device": "cpu"}
+    utils.save_json(metrics, tmp_path / "vae_z20_metrics.json")
+    readme = tmp_path / "README.md"
+    readme.write_text(f"intro\n{results.START}\nold\n{results.END}\nend\n")
+    results.write(str(tmp_path), str(readme))
+    text = readme.read_text()
+    assert text.startswith("intro\n") and text.endswith(f"{results.END}\nend\n")
+    assert "old" not in text
+    assert ("| `--zdim 20 --epochs 2` | 2 | -110.50 | -111.25 | **-111.00** | "
+            "**105.12** (k = 50) | - |") in text
+
+
+def test_results_row_of_a_keep_best_run_shows_the_tested_epoch(tmp_path):
+    metrics = {"zdim": 40, "epochs": 3, "keep_best": True, "tested_epoch": 2,
+               "train_elbo": [-120.0, -110.5, -100.0], "val_elbo": [-121.0, -111.25, -112.0],
+               "test_elbo": -111.0, "test_nll_iw": 105.125, "iw_samples": 50,
+               "seconds_per_epoch": [4.0, 5.0, 6.0], "device": "cpu",
+               "sample_quality": {"frechet_distance": 12.34, "class_min_share": 0.05,
+                                  "means_frechet_distance": 50.0},
+               "quality_reference": {"real_frechet_distance": 0.5, "real_class_min_share": 0.09}}
+    os.makedirs(tmp_path / results.BEST_DIR)
+    utils.save_json(metrics, tmp_path / results.BEST_DIR / f"vae_z{results.BEST_ZDIM}_metrics.json")
+    text = results.results(str(tmp_path))
+    assert (f"| `--zdim 40 --epochs 3 --keep_best` | 3 | -110.50 | -111.25 | "
+            "**-111.00** | **105.12** (k = 50) | 12.3 | 5.0 | cpu |") in text
+    assert "| VAE `--zdim 40 --epochs 3 --keep_best`, binary samples | 12.3 | 5.0 |" in text
+    assert "| real training images (binarized) | 0.50 | 9.0 |" in text
+    assert ("tested at epoch 2): test NLL **105.12** nats (k = 50, all 10,000 test "
+            "images), 16.56 nats above the published 88.56") in text
+
+
+def test_flag_tables_follow_the_parser(tmp_path):
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--epochs", type=int, default=40, help="max number of epochs")
+    parser.add_argument("--device", default="auto", choices=("auto", "cpu"))
+    parser.add_argument("--resume", action="store_true", help="continue")
+    table = results.flags_table(parser)
+    assert table[2:] == ["| `--epochs` | `40` | max number of epochs |",
+                         "| `--device` | `auto` | one of auto, cpu |",
+                         "| `--resume` |  | continue |"]
+    readme = tmp_path / "README.md"
+    readme.write_text(f"{results.START}\n{results.END}\n<!-- flags:vae:start -->\nold\n"
+                      "<!-- flags:vae:end -->\n")
+    results.write(str(tmp_path), str(readme), {"vae": table})
+    assert "\n".join(table) in readme.read_text() and "old" not in readme.read_text()
+
+
+def test_the_readme_flag_tables_are_those_of_the_scripts():
+    with open(os.path.join(results.ROOT, "README.md")) as f:
+        readme = f.read()
+    for name, table in results.flags_sections().items():
+        assert "\n".join(table) in readme, f"run `make results`: the {name} flags changed"
+
+
+def git(repo, *args):
+    return subprocess.run(["git", "-C", str(repo), *args], check=True, capture_output=True,
+                          text=True).stdout.strip()
+
+
+def test_results_of_changed_code_are_named_stale(tmp_path, monkeypatch):
+    repo, out = tmp_path / "repo", tmp_path / "repo" / "images"
+    out.mkdir(parents=True)
+    (repo / "model.py").write_text("x = 1\n")
+    (repo / "other.py").write_text("y = 1\n")
+    git(repo, "init", "-q")
+    git(repo, "-c", "user.name=t", "-c", "user.email=t@t", "add", "model.py", "other.py")
+    git(repo, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "one")
+    commit = git(repo, "rev-parse", "HEAD")
+    monkeypatch.setattr(results, "ROOT", str(repo))
+    code = {"commit": commit, "files": ["model.py"], "uncommitted_changes": False}
+    utils.save_json({"code": code}, out / "a_metrics.json")
+    utils.save_json({"code": {**code, "uncommitted_changes": True}}, out / "b_metrics.json")
+    utils.save_json({}, out / "c_metrics.json")
+    (repo / "other.py").write_text("y = 2\n")  # not code of a's run
+    assert [os.path.basename(p) for p, _ in results.stale_results(str(out))] == [
+        "b_metrics.json", "c_metrics.json"]
+    (repo / "model.py").write_text("x = 2\n")
+    stale = dict(results.stale_results(str(out)))
+    assert stale[str(out / "a_metrics.json")] == f"code changed since {commit[:8]}: model.py"
