@@ -139,8 +139,8 @@ def train(dataloader, discriminator, generator, optimizer_G, optimizer_D, args, 
         weights = torch.cat([t.flatten() for opt in (optimizer_G, optimizer_D)
                              for p in opt.param_groups[0]["params"]
                              for t in (p, *opt.state[p].values())])
-        utils.check_finite({"the losses": steps[:, :2], "the weights or Adam's state": weights},
-                           f"in epoch {epoch}", DIVERGED)
+        utils.check_finite({"the losses": steps[:, :2]}, f"in epoch {epoch}", DIVERGED)
+        utils.check_finite({"the weights or Adam's state": weights}, f"in epoch {epoch}")
         state["curves"] = torch.cat([state["curves"], steps.cpu()])
         for name, value in zip(CURVES, steps.mean(0).tolist()):
             history[name].append(value)

@@ -302,6 +302,13 @@ def test_gan_divergence_stops_with_the_last_good_checkpoint(data_dir, tmp_path, 
     assert not (tmp_path / "gan_metrics.json").exists()
 
 
+def test_a_long_healthy_gan_epoch_is_not_mistaken_for_divergence(data_dir, tmp_path):
+    # over 1000 steps: Adam's step count passes the loss bound, and must not count
+    args = flags(SCRIPTS["gan"], data_dir, tmp_path, 1, "--max_images", "2100",
+                 "--batch_size", "2", "--save_interval", "100000")
+    assert gan.main(args) == 0
+
+
 def test_vae_divergence_stops_with_the_last_good_checkpoint(data_dir, tmp_path, capsys):
     status = vae.main(flags(SCRIPTS["vae"], data_dir, tmp_path, 3, "--lr", "1e6"))
     assert "the ELBO became non-finite" in one_error_line(status, capsys)
