@@ -142,18 +142,22 @@ def remedy_section(m):
     return lines
 
 
+def threads(m):
+    return f"{m['threads']} thread" + ("s" if m["threads"] != 1 else "")
+
+
 def bench_section(out_dir):
     lines = []
     vae = load(out_dir, "bench_vae.json")
     if vae and "ratio_same_shapes" in vae:
-        lines.append(f"- VAE training pass on {vae['device']} ({vae['threads']} threads, "
+        lines.append(f"- VAE training pass on {vae['device']} ({threads(vae)}, "
                      f"{vae['images']:,} images): {vae['train_seconds']:.2f} s, its matrix "
                      f"products alone {vae['same_shape_gemm_seconds']:.2f} s: ratio "
                      f"**{vae['ratio_same_shapes']:.2f}** (target <= 1.5; "
                      f"{vae['ratio_peak']:.2f} against the peak GEMM rate).")
     gan = load(out_dir, "bench_gan.json")
     if gan and "ratio_same_shapes" in gan:
-        lines.append(f"- GAN training pass on {gan['device']} ({gan['threads']} threads, "
+        lines.append(f"- GAN training pass on {gan['device']} ({threads(gan)}, "
                      f"{gan['images']:,} images): {gan['train_seconds']:.2f} s, its matrix "
                      f"products alone {gan['same_shape_gemm_seconds']:.2f} s: ratio "
                      f"**{gan['ratio_same_shapes']:.2f}** (target <= 1.5); with a torchvision "
