@@ -68,30 +68,33 @@ clean:
 
 # make report     - build report/report.pdf (numbers from images/*.json through
 #                   report/make_results.py; installs TeX Live when pdflatex is
-#                   missing). STRICT=1 also fails on missing figures or numbers.
-# make submission NAME=lastname - lastname_assignment3.zip with report/report.pdf,
-#                   all Python code and the files needed to run it (no data,
-#                   .venv, caches, checkpoints or .pt files), paths as in the repo.
+#                   missing). NAME="First Last" (and STUDENT_ID=...) fill the
+#                   author line; STRICT=1 also fails on missing figures or numbers,
+#                   a figure away from its question, an answer over its length.
+# make submission NAME="First Last" - lastname_assignment3.zip: report.pdf beside
+#                   code/, which holds all code with its paths kept (the course
+#                   repository's layout); no data, .venv, caches or weights.
 STRICT ?= 0
 NAME ?=
-SUBMISSION_FILES = find . \( -path ./.venv -o -path ./.git -o -path ./data -o -path ./shared \
-	-o -name __pycache__ -o -name .pytest_cache \) -prune -o -type f \
-	\( -name '*.py' -o -name 'README.md' -o -name 'requirements.txt' -o -name 'Makefile' \
-	-o -path './report/*.tex' -o -path './report/*.bib' -o -path './report/build.sh' \) -printf '%P\n'
+STUDENT_ID ?=
+ZIP = $(shell echo "$(NAME)" | awk '{print tolower($$NF)}' | tr -cd 'a-z0-9_-')_assignment3.zip
+SUBMISSION_FILES = git ls-files -- '*.py' README.md requirements.txt Makefile pytest.ini \
+	'report/*.tex' 'report/*.bib' report/build.sh ':!report/results.tex'
 
 .PHONY: report submission
 
 report:
-	PYTHON=$(PYTHON) STRICT=$(STRICT) report/build.sh
+	PYTHON=$(PYTHON) STRICT=$(STRICT) NAME="$(NAME)" STUDENT_ID="$(STUDENT_ID)" report/build.sh
 
-# A submission needs every figure and number (STRICT=0 on the command line skips that check).
+# A submission needs every figure and number and the student's name.
 submission: STRICT = 1
 submission:
-	@test -n "$(NAME)" || { echo "usage: make submission NAME=lastname" >&2; exit 2; }
-	$(MAKE) --no-print-directory report STRICT=$(STRICT)
-	rm -f $(NAME)_assignment3.zip
-	$(SUBMISSION_FILES) | LC_ALL=C sort | $(PYTHON) -c "import sys, zipfile; \
+	@test -n "$(NAME)" || { echo 'error: make submission needs NAME="First Last" (the author line)' >&2; exit 2; }
+	$(MAKE) --no-print-directory report STRICT=$(STRICT) NAME="$(NAME)" STUDENT_ID="$(STUDENT_ID)"
+	rm -f $(ZIP)
+	$(SUBMISSION_FILES) | $(PYTHON) -c "import sys, zipfile; \
 	z = zipfile.ZipFile(sys.argv[1], 'w', zipfile.ZIP_DEFLATED); \
-	[z.write(f) for f in ['report/report.pdf'] + sys.stdin.read().split()]; z.close()" \
-	$(NAME)_assignment3.zip
-	@echo "wrote $(NAME)_assignment3.zip"
+	z.write('report/report.pdf', 'report.pdf'); \
+	[z.write(f, 'code/' + f) for f in sys.stdin.read().split()]; \
+	print('\n'.join(z.namelist())); z.close()" $(ZIP)
+	@echo "wrote $(ZIP)"

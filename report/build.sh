@@ -22,6 +22,15 @@ if ! command -v pdflatex >/dev/null || ! command -v bibtex >/dev/null; then
         texlive-latex-base texlive-latex-recommended texlive-fonts-recommended
 fi
 
+# The author line: NAME (and STUDENT_ID) from the environment, else the placeholder.
+rm -f student.tex
+if [ -n "${NAME:-}" ]; then
+    "$PYTHON" -c 'import sys, re
+name = " ".join(a for a in sys.argv[1:] if a)
+escaped = re.sub(r"([&%$#_{}])", r"\\\1", name)
+print("\\newcommand{\\StudentName}{%s}" % escaped)' "$NAME" "${STUDENT_ID:+($STUDENT_ID)}" > student.tex
+fi
+
 strict_flag=()
 [ "$STRICT" = 1 ] && strict_flag=(--strict)
 (cd .. && "$PYTHON" -m report.make_results "${strict_flag[@]}")
@@ -67,6 +76,10 @@ if [ -n "$missing" ]; then
         echo "error: figures missing (STRICT=1)" >&2
         failed=1
     fi
+fi
+if [ "$STRICT" = 1 ] && ! (cd .. && "$PYTHON" -m report.check_layout --name "${NAME:-}"); then
+    echo "error: the report breaks a layout rule (STRICT=1; see above)" >&2
+    failed=1
 fi
 [ "$failed" = 0 ] || exit 1
 pages=$(grep -o "Output written on report.pdf ([0-9]* pages" report.log | grep -o "[0-9]* pages" || true)

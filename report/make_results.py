@@ -136,6 +136,8 @@ def vae_macros(r, m, prefix, source):
           source, "{:.1f}")
     share = get(m, "sample_quality", "class_min_share")
     r.add(prefix + "MinShare", 100 * share if share is not None else None, source, "{:.1f}")
+    r.add(prefix + "RealFd", get(m, "quality_reference", "real_frechet_distance"), source,
+          "{:.2f}")
 
 
 def gan_iterations(m):
@@ -154,7 +156,7 @@ def gan_macros(r, m, source):
     r.lines.append(f"\\newcommand{{\\GanHalfFile}}{{gan_samples_iter{half}.png}}")
     r.lines.append(f"\\newcommand{{\\GanEndFile}}{{gan_samples_iter{end}.png}}")
     m = m or {}
-    cfg = m.get("config") or {}
+    cfg = m  # the training flags are top-level keys of the metrics
     r.add("GanEpochs", m.get("n_epochs"), source)
     r.add("GanIterations", m.get("iterations"), source, "{:,}")
     r.add("GanHalfIteration", m["iterations"] // 2 if "iterations" in m else None,
@@ -193,10 +195,11 @@ def gan_macros(r, m, source):
     r.add("GanClassesPresent", sum(s > 0 for s in shares) if shares else None, source)
     r.add("GanStrayPixels", m.get("stray_pixels_per_image"), source, "{:.2f}")
     gan_quality_macros(r, m, source)
-    r.add("GanInterpFrom", get(m, "interpolation", "labels", 0), source)
-    r.add("GanInterpTo", get(m, "interpolation", "labels", 1), source)
     path = get(m, "interpolation", "labels_along_path")
+    r.add("GanInterpFrom", path[0] if path else None, source)
+    r.add("GanInterpTo", path[-1] if path else None, source)
     r.add("GanInterpPath", ", ".join(str(x) for x in path) if path else None, source)
+    r.add("GanInterpBlend", get(m, "interpolation", "blend_frames"), source)
 
 
 def gan_quality_macros(r, m, source):
@@ -222,13 +225,32 @@ def gan_quality_macros(r, m, source):
           and settled < len(its) else None, source, "{:,}")
     r.add("GanSavePoints", len(fds) or None, source)
     ref = m.get("quality_reference") or {}
-    r.add("RealFd", ref.get("real_frechet_distance"), source, "{:.2f}")
+    r.add("GanRealFd", ref.get("real_frechet_distance"), source, "{:.2f}")
     info = ref.get("classifier") or {}
     acc = info.get("accuracy")
     r.add("ClassifierAccuracy", 100 * acc if acc else None, source, "{:.1f}")
     acc = info.get("accuracy_binarized")
     r.add("ClassifierAccuracyBinarized", 100 * acc if acc else None, source, "{:.1f}")
-    r.add("ClassifierCheckImages", info.get("check_images"), source, "{:,}")
+    r.add("ClassifierTestImages", info.get("test_images"), source, "{:,}")
+
+
+def remedy_macros(r, m, prefix, source):
+    """experiments/gan_remedy.py: the plain template against the defaults,
+    mean and spread over the seeds."""
+    m = m or {}
+    r.add(prefix + "RecipeEpochs", m.get("n_epochs"), source)
+    r.add(prefix + "RecipeSeeds", len(m["seeds"]) if "seeds" in m else None, source)
+    for word, name in (("Plain", "plain template"), ("Remedy", "dropout + label smoothing")):
+        run = get(m, "recipes", name) or {}
+        r.add(prefix + word + "Fd", run.get("frechet_distance_mean"), source, "{:.1f}")
+        r.add(prefix + word + "FdStd", run.get("frechet_distance_std"), source, "{:.1f}")
+        share = run.get("class_min_share_mean")
+        r.add(prefix + word + "MinShare", 100 * share if share is not None else None, source,
+              "{:.1f}")
+        r.add(prefix + word + "Stray", run.get("stray_pixels_per_image_mean"), source,
+              "{:.2f}")
+    r.add(prefix + "RealFd", get(m, "quality_reference", "real_frechet_distance"), source,
+          "{:.2f}")
 
 
 def mc_macros(r, m, source):
@@ -242,12 +264,14 @@ def mc_macros(r, m, source):
     r.add("McMaxSamples", ks[-1] if ks else None, source, "{:,}")
     for zdim, word in ((2, "Two"), (5, "Five"), (10, "Ten"), (20, "Twenty")):
         run = runs.get(str(zdim)) or {}
-        prior, iw = get(run, "prior", "mean", -1), get(run, "iw", "mean", -1)
+        prior, iw = get(run, "prior", "mean", -1), get(run, "posterior", "mean", -1)
         r.add(f"Mc{word}PriorMax", prior, source, "{:.1f}")
         r.add(f"Mc{word}IwMax", iw, source, "{:.1f}")
         r.add(f"Mc{word}Gap", iw - prior if None not in (prior, iw) else None,
               source, "{:.1f}")
         r.add(f"Mc{word}Elbo", run.get("elbo"), source, "{:.1f}")
+        r.add(f"Mc{word}PriorOverIw", prior - iw if None not in (prior, iw) else None,
+              source, "{:.1f}")
 
 
 def main():
@@ -278,18 +302,19 @@ def main():
           "vae_z20_metrics.json and vae_z2_metrics.json", "{:.1f}")
     gan = load(os.path.join(args.images, "gan_metrics.json"))
     gan_macros(r, gan, "gan_metrics.json")
-    fds = [get(gan, "frechet_distance"), get(vae[20], "sample_quality", "frechet_distance")]
-    r.add("FdVerdict", None if None in fds else
-          "the GAN's samples are the better ones" if fds[0] < fds[1] else
-          "the VAE's samples are the better ones",
-          "gan_metrics.json and vae_z20_metrics.json")
+    # Each model against its own floor: the distance in multiples of what as
+    # many real images of the same kind score (the references differ).
+    ratios = [get(gan, "frechet_distance"), get(gan, "quality_reference", "real_frechet_distance"),
+              get(vae[20], "sample_quality", "frechet_distance"),
+              get(vae[20], "quality_reference", "real_frechet_distance")]
+    r.add("GanFdRatio", ratios[0] / ratios[1] if None not in ratios[:2] else None,
+          "gan_metrics.json", "{:.1f}")
+    r.add("VaeTwentyFdRatio", ratios[2] / ratios[3] if None not in ratios[2:] else None,
+          "vae_z20_metrics.json", "{:.0f}")
     mc_macros(r, load(os.path.join(args.images, "vae_mc_vs_is.json")), "vae_mc_vs_is.json")
-    remedy = load(os.path.join(args.images, "gan_remedy.json")) or {}
-    r.add("RemedyEpochs", remedy.get("n_epochs"), "gan_remedy.json")
-    for word, name in (("Plain", "plain template"), ("Remedy", "defaults (remedy)")):
-        run = get(remedy, "recipes", name) or {}
-        r.add(word + "Fd", run.get("frechet_distance"), "gan_remedy.json", "{:.1f}")
-        r.add(word + "Stray", run.get("stray_pixels_per_image"), "gan_remedy.json", "{:.2f}")
+    for dataset, prefix in (("mnist", "Grey"), ("bmnist", "Binary")):
+        remedy_macros(r, load(os.path.join(args.images, f"gan_remedy_{dataset}.json")),
+                      prefix, f"gan_remedy_{dataset}.json")
 
     tmp = args.out + ".tmp"
     with open(tmp, "w") as f:
