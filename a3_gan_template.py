@@ -11,13 +11,17 @@ import argparse
 import sys
 import time
 
-import torch
-import torch.nn as nn
-import torch.nn.functional as F
+try:  # Ctrl-C while torch loads (seconds): one line, not a traceback
+    import torch
+    import torch.nn as nn
+    import torch.nn.functional as F
 
-import datasets
-import sample_quality
-import utils
+    import datasets
+    import sample_quality
+    import utils
+except KeyboardInterrupt:
+    print("interrupted: during start-up; nothing was written", file=sys.stderr)
+    sys.exit(130)
 
 CURVES = ("loss_D", "loss_G", "D_x", "D_G_z")
 # A mean loss beyond this many nats means the logits have blown up: D at
@@ -116,6 +120,15 @@ def train(dataloader, discriminator, generator, optimizer_G, optimizer_D, args, 
     fixed_noise = torch.randn(25, args.latent_dim,
                               generator=torch.Generator().manual_seed(args.seed))
 
+    def check(steps, where):
+        """Stop on divergence before it reaches a figure, a score or a checkpoint."""
+        weights = torch.cat([t.flatten() for opt in (optimizer_G, optimizer_D)
+                             for p in opt.param_groups[0]["params"]
+                             for t in (p, *opt.state[p].values())])
+        if steps:
+            utils.check_finite({"the losses": torch.stack(steps)[:, :2]}, where, DIVERGED)
+        utils.check_finite({"the weights or Adam's state": weights}, where)
+
     def save_point(iteration):
         save_samples(generator, fixed_noise, run.path(f"samples_iter{iteration}.png"))
         if score is not None:
@@ -134,13 +147,10 @@ def train(dataloader, discriminator, generator, optimizer_G, optimizer_D, args, 
             steps.append(torch.stack([stats[name] for name in CURVES]))
             iteration += 1
             if iteration % args.save_interval == 0 or iteration in (total // 2, total):
+                check(steps, f"in epoch {epoch}, by iteration {iteration}")
                 save_point(iteration)
+        check(steps, f"in epoch {epoch}")
         steps = torch.stack(steps).double()
-        weights = torch.cat([t.flatten() for opt in (optimizer_G, optimizer_D)
-                             for p in opt.param_groups[0]["params"]
-                             for t in (p, *opt.state[p].values())])
-        utils.check_finite({"the losses": steps[:, :2]}, f"in epoch {epoch}", DIVERGED)
-        utils.check_finite({"the weights or Adam's state": weights}, f"in epoch {epoch}")
         state["curves"] = torch.cat([state["curves"], steps.cpu()])
         for name, value in zip(CURVES, steps.mean(0).tolist()):
             history[name].append(value)
@@ -335,8 +345,9 @@ def main(argv=None):
                  "optimizer_G": optimizer_G, "optimizer_D": optimizer_D,
                  "history": {name: [] for name in CURVES + ("seconds_per_epoch",)},
                  "curves": torch.zeros(0, len(CURVES), dtype=torch.float64), "quality": []}
-        if args.resume:
-            print(f"resuming after epoch {run.load(state)}")
+        if args.resume:  # one row of statistics per finished iteration
+            print("resuming after epoch", run.load(state, lambda s, n: tuple(
+                s["curves"].shape) == (n * len(dataloader), len(CURVES))))
         train(dataloader, discriminator, generator, optimizer_G, optimizer_D, args, state,
               run, score)
         write_outputs(args, state, run, score, summary, classifier)

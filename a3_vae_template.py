@@ -8,15 +8,19 @@ import math
 import sys
 import time
 
-import torch
-import torch.nn as nn
-import torch.nn.functional as F
-from scipy.stats import norm
-from torchvision.utils import make_grid
+try:  # Ctrl-C while torch loads (seconds): one line, not a traceback
+    import torch
+    import torch.nn as nn
+    import torch.nn.functional as F
+    from scipy.stats import norm
+    from torchvision.utils import make_grid
 
-import sample_quality
-import utils
-from datasets import bmnist, load_bmnist_split
+    import sample_quality
+    import utils
+    from datasets import bmnist, load_bmnist_split
+except KeyboardInterrupt:
+    print("interrupted: during start-up; nothing was written", file=sys.stderr)
+    sys.exit(130)
 
 PIXELS = 784
 LOG_2PI = math.log(2 * math.pi)
@@ -82,8 +86,7 @@ class Encoder(nn.Module):
 
     def forward(self, input):
         """Mean and log-variance of q(z|x) (the log is what the KL needs)."""
-        mean, logvar = self.net(input).chunk(2, dim=-1)
-        return mean, logvar
+        return self.net(input).chunk(2, dim=-1)
 
 
 class Decoder(nn.Module):
@@ -378,8 +381,9 @@ def main(argv=None):
                  "scheduler": torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, args.epochs),
                  "history": {"train_elbo": [], "val_elbo": [], "seconds_per_epoch": []},
                  "best": None}
-        if args.resume:
-            print(f"resuming after epoch {run.load(state)}")
+        if args.resume:  # a kept best epoch must fit the model
+            print("resuming after epoch", run.load(state, lambda s, n: s["best"] is None or (
+                utils.shapes(s["best"]) == utils.shapes(model.state_dict()))))
         else:
             save_samples(model, args.seed, run.path("samples_epoch0.png"))
         data = (train_data, val_data)

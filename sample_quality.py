@@ -6,6 +6,7 @@ the Frechet distance of its penultimate-layer features to those of held-out
 real images (the FID's recipe with a digit classifier in place of Inception)
 and the share of each predicted digit (class coverage).
 """
+import hashlib
 import math
 import os
 
@@ -66,15 +67,20 @@ def train_classifier(images, labels):
     optimizer = torch.optim.Adam(model.parameters(), lr=LR)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, STEPS)
     half = STEP_BATCH // 2
-    for _ in range(STEPS):
-        idx = torch.randint(len(images), (STEP_BATCH,), generator=rng)
-        x = images[idx]
-        x[half:] = torch.bernoulli(x[half:], generator=rng)
-        loss = F.cross_entropy(model(x), labels[idx])
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        schedule.step()
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # the same weights whatever the machine's thread count
+    try:
+        for _ in range(STEPS):
+            idx = torch.randint(len(images), (STEP_BATCH,), generator=rng)
+            x = images[idx]
+            x[half:] = torch.bernoulli(x[half:], generator=rng)
+            loss = F.cross_entropy(model(x), labels[idx])
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            schedule.step()
+    finally:
+        torch.set_num_threads(threads)
     return model.eval()
 
 
@@ -100,6 +106,8 @@ def load_classifier(data_dir):
     model = new_classifier()
     try:
         saved = torch.load(cache, weights_only=True)
+        if saved["sha256"] != weights_checksum(saved["model"]):
+            raise ValueError("garbled weights")
         model.load_state_dict(saved["model"])
         return model.eval(), saved["info"]
     except Exception:  # noqa: BLE001 - any unusable cache is rebuilt
@@ -111,10 +119,21 @@ def load_classifier(data_dir):
             "accuracy": accuracy(model, x_test, y_test),
             "accuracy_binarized": accuracy(model, binary, y_test)}
     try:
-        utils.save_torch({"model": model.state_dict(), "info": info}, cache)
+        utils.save_torch({"model": model.state_dict(), "info": info,
+                          "sha256": weights_checksum(model.state_dict())}, cache)
     except utils.RunError:
         pass
     return model, info
+
+
+def weights_checksum(state):
+    """SHA-256 of a state_dict's names and bytes: a cache whose bytes were
+    garbled is retrained instead of silently giving other scores."""
+    digest = hashlib.sha256()
+    for name, tensor in sorted(state.items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()
 
 
 @torch.no_grad()

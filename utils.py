@@ -9,6 +9,7 @@ import io
 import json
 import math
 import os
+import pickle
 import random
 import shlex
 import signal
@@ -28,10 +29,25 @@ class RunError(Exception):
     """The run cannot go on; the message is all the user needs to see."""
 
 
+class Terminated(BaseException):
+    """SIGTERM arrived (a scheduler or `timeout` stopping the run)."""
+
+
+def _terminate(signum, frame):
+    raise Terminated
+
+
 # ---------------------------------------------------------------- flag types
-def number(kind, low, high=math.inf, low_open=False, high_open=False):
+def number(kind, low, high=None, low_open=False, high_open=False):
     """An argparse type: a `kind` number in the interval [low, high]
-    (ends excluded with *_open), refused with the interval otherwise."""
+    (ends excluded with *_open), refused with the interval otherwise. Whole
+    numbers without a `high` stop at 2**63 - 1, what torch's integers hold."""
+    bounded = high is not None
+    high = high if bounded else 2 ** 63 - 1 if kind is int else math.inf
+    left, right = "(" if low_open else "[", ")" if high_open else "]"
+    allowed = (f"in {left}{low}, {high}{right}" if bounded
+               else f"{'>' if low_open else '>='} {low}")
+
     def parse(text):
         try:
             value = kind(text)
@@ -39,10 +55,11 @@ def number(kind, low, high=math.inf, low_open=False, high_open=False):
             raise argparse.ArgumentTypeError(f"{text!r} is not a valid {kind.__name__}")
         too_low = value < low or (low_open and value == low)
         too_high = value > high or (high_open and value == high)
-        if not math.isfinite(value) or too_low or too_high:
-            left, right = "(" if low_open else "[", ")" if high_open else "]"
-            upper = "inf)" if high == math.inf else f"{high}{right}"
-            raise argparse.ArgumentTypeError(f"must be in {left}{low}, {upper}, got {text}")
+        if kind is float and not math.isfinite(value) or too_low:
+            raise argparse.ArgumentTypeError(f"must be {allowed}, got {text}")
+        if too_high:
+            raise argparse.ArgumentTypeError(
+                f"must be {allowed}, got {text}" if bounded else f"must be at most {high}")
         return value
     parse.__name__ = kind.__name__
     return parse
@@ -150,8 +167,9 @@ def check_finite(values, where, bound=math.inf):
     bad = [name for name, ok in zip(values, sane) if not ok]
     if bad:
         what = "non-finite" if bound == math.inf else f"non-finite or beyond {bound:g}"
-        raise RunError(f"{', '.join(bad)} became {what} {where}; the last good "
-                       "checkpoint is kept (a smaller --lr may help)")
+        raise RunError(f"{', '.join(bad)} became {what} {where}; training stopped, and "
+                       "the checkpoint of the last finished epoch, if any, is kept (a "
+                       "smaller --lr may help)")
 
 
 def print_epoch(epoch, epochs, history):
@@ -283,11 +301,12 @@ class Run:
     """One training run's files in --out_dir and its way of ending.
 
     Used as `with Run(...) as run:` around everything a script's main does.
-    The block ends in one of three ways, and `run.status` is the exit code:
-    0 on success; 1 on a RunError or OSError (one line `error: ...`);
-    130 on Ctrl-C, at any moment, with the resume command when the
-    checkpoint holds progress. Only the complete checkpoint of the last
-    finished epoch is ever resumed, so stopping mid-epoch is safe.
+    The block ends in one of four ways, and `run.status` is the exit code:
+    0 on success; 1 on a RunError or OSError (one line `error: ...`, with the
+    resume command after a failure of the machine such as a full disk);
+    130 on Ctrl-C and 143 on SIGTERM, at any moment, with the resume command
+    when the checkpoint holds progress. Only the complete checkpoint of the
+    last finished epoch is ever resumed, so stopping mid-epoch is safe.
     """
 
     def __init__(self, args, name, config, script, argv):
@@ -303,51 +322,77 @@ class Run:
 
     # ------------------------------------------------------------ the block
     def __enter__(self):
-        self._sigint = signal.signal(signal.SIGINT, signal.default_int_handler)
+        self._handlers = {sig: signal.signal(sig, handler) for sig, handler in (
+            (signal.SIGINT, signal.default_int_handler), (signal.SIGTERM, _terminate))}
         return self
 
     def __exit__(self, kind, err, tb):
-        if kind is KeyboardInterrupt:
-            signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C: same end
-            print(f"interrupted: {self._progress()}", file=sys.stderr, flush=True)
-            self.status = 130
+        stopped = {KeyboardInterrupt: 130, Terminated: 143}
+        if kind in stopped:
+            for sig in self._handlers:
+                signal.signal(sig, signal.SIG_IGN)  # a second signal: the same end
+            self.status = stopped[kind]
+            self._say(f"interrupted: {self._progress()}")
         elif kind is not None and issubclass(kind, (RunError, OSError)):
-            if isinstance(err, OSError) and err.filename:
-                err = f"{err.filename}: {err.strerror}"
-            print(f"error: {err}", file=sys.stderr, flush=True)
             self.status = 1
+            if isinstance(err, OSError):  # the machine failed, not the run: resumable
+                where = f"{err.filename}: " if err.filename else ""
+                self._say(f"error: {where}{err.strerror or err}; {self._progress()}")
+            else:
+                self._say(f"error: {err}")
         if self._lock is not None:
             self._lock.close()
-        signal.signal(signal.SIGINT, self._sigint)
+        for sig, handler in self._handlers.items():
+            signal.signal(sig, handler)
         return kind is None or self.status != 0
+
+    @staticmethod
+    def _say(line):
+        try:
+            print(line, file=sys.stderr, flush=True)
+        except OSError:  # stderr closed too: the status says it
+            pass
 
     def _progress(self):
         done = self.epochs_done()
         if not done:
             return "no epoch was finished; nothing to resume"
-        argv = [a for a in self.argv if a != "--overwrite"]
+        # --overwrite, or any abbreviation of it, would clash with --resume
+        argv = [a for a in self.argv if not (len(a) > 3 and "--overwrite".startswith(a))]
+        resumes = any(len(a) > 3 and "--resume".startswith(a) for a in argv)
         command = shlex.join([sys.executable, os.path.relpath(self.script), *argv]
-                             + ([] if "--resume" in argv else ["--resume"]))
+                             + ([] if resumes else ["--resume"]))
         return f"{self.checkpoint} holds {done} finished epochs; resume with: {command}"
 
     # -------------------------------------------------------------- starting
     def start(self):
         """Lock the run's files, clear temporary files of a killed run, and
         refuse to start over a checkpoint that holds finished epochs."""
-        self._lock = open(self.path("run.lock"), "w")
+        lock = self.path("run.lock")
+        try:  # never through a link: the lock file is truncated
+            self._lock = os.fdopen(os.open(lock, os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW), "w")
+        except OSError as err:
+            raise RunError(f"cannot use the lock file {lock} ({err.strerror})") from None
         try:
             fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             raise RunError(f"another run is writing {self.name}_* in {self.out_dir}; "
                            "wait for it or use another --out_dir") from None
-        for tmp in glob.glob(os.path.join(glob.escape(self.out_dir), f".{self.name}_*.tmp")):
+        folder = glob.escape(self.out_dir)
+        for tmp in glob.glob(os.path.join(folder, f".{self.name}_*.tmp")):
             os.remove(tmp)
-        if not self.resume and not self.overwrite and os.path.exists(self.checkpoint):
+        if self.overwrite:  # the old run's files go, so none is mistaken for the new one's
+            for old in glob.glob(os.path.join(folder, f"{self.name}_*")):
+                if old != lock:
+                    os.remove(old)
+        elif not self.resume and os.path.exists(self.checkpoint):
             done = self.epochs_done()
-            if done != 0:
-                held = "an unreadable checkpoint" if done is None else f"{done} finished epochs"
-                raise RunError(f"{self.checkpoint} holds {held}; add --resume to continue "
-                               "or --overwrite to start over")
+            if done is None:
+                raise RunError(f"{self.checkpoint} is unreadable; add --overwrite to start "
+                               "over, or use another --out_dir")
+            if done:
+                raise RunError(f"{self.checkpoint} holds {done} finished epochs; add "
+                               "--resume to continue or --overwrite to start over")
 
     def epochs_done(self):
         """Finished epochs in the checkpoint: 0 without one, None when unreadable."""
@@ -370,34 +415,48 @@ class Run:
         save_torch({"config": self.config, "epochs_done": epochs_done,
                     "rng": rng_state(), "state": saved}, self.checkpoint)
 
-    def load(self, state):
+    def load(self, state, consistent=None):
         """Restore `state` (as given to save) from the checkpoint in place and
         return the finished epochs. Anything that is not exactly what save
-        writes, for a run with the same config, is refused."""
+        writes for a run with the same config is refused: other keys, shapes,
+        dtypes or hyper-parameters, non-finite values, curves whose length is
+        not the number of finished epochs, or plain values that fail the
+        script's own `consistent(state, epochs_done)`."""
         if not os.path.exists(self.checkpoint):
             raise RunError(f"--resume: no checkpoint at {self.checkpoint}")
         try:
             ckpt = self._read()
-            saved = ckpt["state"]
+            saved, done = ckpt["state"], ckpt["epochs_done"]
             diff = [f"{k}: checkpoint {ckpt['config'].get(k)!r} vs now {v!r}"
                     for k, v in self.config.items() if ckpt["config"].get(k) != v]
             if diff:
                 raise RunError(f"--resume: {self.checkpoint} was written with other "
                                f"settings ({', '.join(diff)}); use the same flags or "
                                "another --out_dir")
-            if set(saved) != set(state):
+            if set(saved) != set(state) or type(done) is not int or done < 0:
                 raise ValueError("other contents")
+            restored = dict(state)
             for key, target in state.items():
                 if hasattr(target, "load_state_dict"):
+                    _check_state_dict(target, saved[key])
                     target.load_state_dict(saved[key])
-                elif not _same_layout(target, saved[key]):
-                    raise ValueError(f"{key} differs")
+                elif _same_layout(target, saved[key]):
+                    restored[key] = saved[key]
                 else:
-                    state[key] = saved[key]
+                    raise ValueError(f"{key} differs")
+            curves = restored.get("history", {}).values()
+            if any(len(curve) != done for curve in curves) or (
+                    consistent is not None and not consistent(restored, done)):
+                raise ValueError("curves that do not match the finished epochs")
+            state.update(restored)
             set_rng_state(ckpt["rng"])
-            return int(ckpt["epochs_done"])
+            return done
         except RunError:
             raise
+        except pickle.UnpicklingError:
+            raise RunError(f"--resume: {self.checkpoint} holds pickled objects, not only "
+                           "tensors and plain values; it was not written by this script "
+                           "and is not loaded") from None
         except Exception as err:  # noqa: BLE001 - anything else is not our checkpoint
             reason = str(err).splitlines()[0][:200] if str(err) else type(err).__name__
             raise RunError(f"--resume: {self.checkpoint} is not a checkpoint this "
@@ -407,11 +466,69 @@ class Run:
         save_json({**metrics, "code": code_version()}, self.path("metrics.json"))
 
 
+def shapes(state_dict):
+    """name -> shape of a state_dict's tensors: two state_dicts fit the same
+    model when these are equal."""
+    return {name: tuple(tensor.shape) for name, tensor in state_dict.items()}
+
+
 def _same_layout(template, value):
-    """Same type, and for dicts the same keys with values of the same layout."""
+    """Same type as the template, every number and tensor finite; dicts with
+    the same keys, lists of finite numbers (or of such dicts and lists),
+    tensors of the same dtype and trailing shape; None stands for "absent
+    or a dict of tensors" (a saved state_dict)."""
+    if template is None:
+        return value is None or (isinstance(value, dict) and all(
+            torch.is_tensor(v) and _finite(v) for v in value.values()))
     if isinstance(template, dict):
         return (isinstance(value, dict) and set(template) == set(value)
                 and all(_same_layout(template[k], value[k]) for k in template))
-    if template is None:
-        return True
+    if isinstance(template, list):
+        return isinstance(value, list) and all(_finite(v) for v in value)
+    if torch.is_tensor(template):
+        return (torch.is_tensor(value) and value.dtype == template.dtype
+                and value.shape[1:] == template.shape[1:] and _finite(value))
     return isinstance(value, type(template))
+
+
+def _finite(value):
+    """A finite number, tensor, or dict or list of them."""
+    if isinstance(value, bool):
+        return True
+    if isinstance(value, (int, float)):
+        return math.isfinite(value)
+    if torch.is_tensor(value):
+        return not value.is_floating_point() or bool(torch.isfinite(value).all())
+    if isinstance(value, dict):
+        return all(isinstance(k, str) and _finite(v) for k, v in value.items())
+    if isinstance(value, list):
+        return all(_finite(v) for v in value)
+    return False
+
+
+def _check_state_dict(target, saved):
+    """Refuse, before loading, a state_dict that torch would load without
+    complaint but that is not the target's: an optimizer state of another
+    shape (which corrupts memory when stepped), other scheduler settings,
+    non-finite weights."""
+    if isinstance(target, torch.optim.Optimizer):
+        fresh = target.state_dict()["param_groups"]
+        params = [p for group in target.param_groups for p in group["params"]]
+        if (len(saved["param_groups"]) != len(fresh) or any(
+                set(g) != set(f) or g["params"] != f["params"]
+                for g, f in zip(saved["param_groups"], fresh))):
+            raise ValueError("other optimizer settings")
+        for index, moments in saved["state"].items():
+            param = params[index]
+            for name, value in moments.items():
+                shape = () if name == "step" else param.shape
+                if (not torch.is_tensor(value) or value.shape != shape
+                        or not _finite(value)):
+                    raise ValueError(f"optimizer state {name} of another shape")
+    elif isinstance(target, torch.optim.lr_scheduler.LRScheduler):
+        fresh = target.state_dict()
+        if set(saved) != set(fresh) or any(saved[k] != fresh[k]
+                                           for k in ("T_max", "eta_min", "base_lrs")):
+            raise ValueError("other learning-rate schedule")
+    elif not all(_finite(v) for v in saved.values()):
+        raise ValueError("non-finite weights")

@@ -6,8 +6,6 @@ import contextlib
 import io
 import os
 
-import torch
-
 from datasets.bmnist import DataError
 
 SIZES = {"train": 60_000, "test": 10_000}
@@ -38,6 +36,11 @@ def load_mnist(root, split, download=True):
                 f"be downloaded ({str(err).splitlines()[0] if str(err) else type(err).__name__}). "
                 "Put the four MNIST files (or their .gz) there, or point --data_dir at a "
                 "folder that holds MNIST/raw/.") from None
+        processed = os.path.join(root, "MNIST", "processed")
+        if os.path.isdir(processed):  # torchvision reads this legacy copy before raw/
+            raise DataError(f"{processed} holds a copy of MNIST in torchvision's old format "
+                            f"that cannot be read ({type(err).__name__}); delete that "
+                            "folder to read MNIST/raw/") from None
         raise _diagnose(paths) from None
     images, labels = dataset.data, dataset.targets
     if tuple(images.shape) != (SIZES[split], 28, 28):

@@ -25,12 +25,18 @@ KEYS = ("frechet_distance", "class_min_share", "stray_pixels_per_image")
 
 
 def run(flags, args, seed, out_dir):
-    """One training run; its final scores and the quality reference."""
+    """One training run; its final scores and its metrics. A failed run
+    stops the comparison with the run's own message."""
     command = [sys.executable, os.path.join(utils.ROOT, "a3_gan_template.py"),
                "--dataset", args.dataset, "--data_dir", args.data_dir,
                "--n_epochs", str(args.n_epochs), "--seed", str(seed),
                "--save_interval", "1000000000", "--out_dir", out_dir, *flags]
-    subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
+    done = subprocess.run(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                          text=True)
+    if done.returncode:
+        raise utils.RunError(f"the training run with seed {seed} and flags "
+                             f"'{' '.join(flags)}' failed: "
+                             f"{done.stderr.strip().splitlines()[-1] if done.stderr else done.returncode}")
     with open(os.path.join(out_dir, "gan_metrics.json")) as f:
         metrics = json.load(f)
     return {k: metrics[k] for k in KEYS}, metrics
@@ -45,8 +51,20 @@ def main(argv=None):
     parser.add_argument("--out", default=None,
                         help="JSON file (default: images/gan_remedy_<dataset>.json)")
     args = parser.parse_args(argv)
+    if len(set(args.seeds)) != len(args.seeds):
+        parser.error("--seeds must be distinct")
     out = args.out or os.path.join("images", f"gan_remedy_{args.dataset}.json")
+    utils.check_out_dir(parser, os.path.dirname(out) or ".", os.path.basename(out))
+    try:
+        compare(args, out)
+    except utils.RunError as err:
+        sys.exit(f"error: {err}")
+    except KeyboardInterrupt:
+        print("interrupted: nothing was written", file=sys.stderr)
+        sys.exit(130)
 
+
+def compare(args, out):
     result = {"dataset": args.dataset, "n_epochs": args.n_epochs, "seeds": args.seeds,
               "recipes": {}}
     with tempfile.TemporaryDirectory() as tmp:

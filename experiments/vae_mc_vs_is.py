@@ -13,7 +13,7 @@ from matplotlib.figure import Figure
 
 import utils
 from a3_vae_template import PIXELS, VAE
-from datasets import DataError, load_bmnist_split
+from datasets import load_bmnist_split
 
 ESTIMATORS = {"prior": "naive MC, z ~ p(z)", "posterior": "importance sampling, z ~ q(z|x)"}
 
@@ -75,9 +75,13 @@ def check_models(args):
 
 def load_model(path, zdim, device):
     """A VAE from a state_dict; the hidden width is read off its shapes."""
-    state = torch.load(path, map_location=device, weights_only=True)
-    model = VAE(hidden_dim=state["encoder.net.0.weight"].shape[0], z_dim=zdim)
-    model.load_state_dict(state)
+    try:
+        state = torch.load(path, map_location=device, weights_only=True)
+        model = VAE(hidden_dim=state["encoder.net.0.weight"].shape[0], z_dim=zdim)
+        model.load_state_dict(state)
+    except Exception as err:  # noqa: BLE001 - any unusable file is refused
+        reason = str(err).splitlines()[0][:200] if str(err) else type(err).__name__
+        sys.exit(f"error: {path} is not the weights of a VAE with zdim {zdim} ({reason})")
     return model.to(device).eval()
 
 
@@ -103,8 +107,10 @@ def plot(results, n_images, filename):
             ax.plot(res["k"], mean, "o-", ms=4, color=color, label=ESTIMATORS[name])
             ax.fill_between(res["k"], mean - std, mean + std, color=color, alpha=0.25)
         ax.axhline(res["elbo"], color="gray", ls=":", label="ELBO")
-        shown = [v for name in ESTIMATORS for k, v in zip(res["k"], res[name]["mean"]) if k >= 10]
-        span = max(shown) - min(shown)
+        low_k = min(10, res["k"][-1])  # from k = 10 on, or the largest k when smaller
+        shown = [v for name in ESTIMATORS for k, v in zip(res["k"], res[name]["mean"])
+                 if k >= low_k]
+        span = max(shown) - min(shown) or 1.0
         ax.set_ylim(min(shown + [res["elbo"]]) - 0.1 * span, max(shown) + 0.1 * span)
         ax.set_xscale("log")
         gap = res["posterior"]["mean"][-1] - res["prior"]["mean"][-1]
@@ -153,11 +159,18 @@ def parse_args(argv=None):
 def main(argv=None):
     args = parse_args(argv)
     check_models(args)
-    utils.seed_everything(args.seed)
     try:
-        x = evaluation_images(args.data_dir, args.n_images, args.device)
-    except DataError as err:
+        experiment(args)
+    except utils.RunError as err:  # data or write errors
         sys.exit(f"error: {err}")
+    except KeyboardInterrupt:
+        print("interrupted: nothing was written", file=sys.stderr)
+        sys.exit(130)
+
+
+def experiment(args):
+    utils.seed_everything(args.seed)
+    x = evaluation_images(args.data_dir, args.n_images, args.device)
     ks = sample_counts(args.max_samples)
     results = {}
     for zdim in args.zdims:

@@ -15,7 +15,7 @@ import torch
 
 import a3_gan_template as gan
 import a3_vae_template as vae
-from conftest import ROOT, run_script, start_script
+from conftest import run_script, start_script
 
 SCRIPTS = {
     "vae": {"module": vae, "file": "a3_vae_template.py", "name": "vae_z20",
@@ -112,20 +112,21 @@ def test_scoring_does_not_change_the_training_trajectory(data_dir, tmp_path):
 
 # ---------------------------------------------------------------- bad input
 BAD_FLAGS = [
-    ("both", ["--lr", "0"], "--lr: must be in (0.0, inf)"),
-    ("both", ["--lr", "nan"], "--lr: must be in"),
+    ("both", ["--lr", "0"], "--lr: must be > 0.0, got 0"),
+    ("both", ["--lr", "nan"], "--lr: must be > 0.0, got nan"),
     ("both", ["--seed", str(2 ** 32)], "--seed: must be in [0, 4294967295]"),
     ("both", ["--quality_samples", "1"], "must be 0 (skip) or at least 129"),
     ("both", ["--device", "tpu"], "invalid choice: 'tpu'"),
     ("both", ["--resume", "--overwrite"], "not allowed with argument"),
     ("both", ["--quality_samples", "100000000000"], "--quality_samples needs about"),
-    ("vae", ["--epochs", "-1"], "--epochs: must be in [1, inf)"),
-    ("vae", ["--zdim", "0"], "--zdim: must be in [1, inf)"),
-    ("vae", ["--iw_samples", "0"], "--iw_samples: must be in [1, inf)"),
+    ("vae", ["--epochs", "-1"], "--epochs: must be >= 1, got -1"),
+    ("vae", ["--zdim", "0"], "--zdim: must be >= 1, got 0"),
+    ("vae", ["--epochs", "1" + "0" * 400], "--epochs: must be at most 9223372036854775807"),
+    ("vae", ["--iw_samples", "0"], "--iw_samples: must be >= 1, got 0"),
     ("vae", ["--hidden_dim", "abc"], "'abc' is not a valid int"),
     ("vae", ["--hidden_dim", "10000000"], "--hidden_dim/--zdim needs about"),
     ("vae", ["--zdim", "100000000000"], "--hidden_dim/--zdim needs about"),
-    ("gan", ["--batch_size", "1"], "--batch_size: must be in [2, inf)"),
+    ("gan", ["--batch_size", "1"], "--batch_size: must be >= 2, got 1"),
     ("gan", ["--d_dropout", "1"], "--d_dropout: must be in [0, 1)"),
     ("gan", ["--real_label", "0.4"], "--real_label: must be in (0.5, 1]"),
     ("gan", ["--dataset", "foo"], "invalid choice: 'foo'"),
@@ -237,6 +238,24 @@ def test_ctrl_c_at_start_up_has_nothing_to_resume(script, data_dir, tmp_path):
     assert last_line(err) == "interrupted: no epoch was finished; nothing to resume"
 
 
+def test_ctrl_c_while_the_imports_load_is_one_line(script, tmp_path):
+    process = start_script(script["file"], "--out_dir", str(tmp_path))
+    time.sleep(0.5)  # python is up; torch takes seconds to import
+    process.send_signal(signal.SIGINT)
+    out, err = process.communicate(timeout=60)
+    assert process.returncode == 130
+    assert err == "interrupted: during start-up; nothing was written\n"
+
+
+def test_sigterm_in_training_stops_with_the_resume_command(script, data_dir, tmp_path):
+    process = start_script(script["file"], *flags(script, data_dir, tmp_path, 100))
+    wait_for_line(process, "epoch 1/100")
+    process.send_signal(signal.SIGTERM)
+    out, err = process.communicate(timeout=60)
+    assert process.returncode == 143 and "Traceback" not in err
+    assert "finished epochs; resume with:" in last_line(err)
+
+
 def test_ctrl_c_during_a_long_evaluation_keeps_the_trained_epochs(data_dir, tmp_path):
     script = SCRIPTS["vae"]
     process = start_script(script["file"], *flags(script, data_dir, tmp_path, 2),
@@ -291,7 +310,7 @@ def test_a_checkpoint_with_a_code_payload_is_refused_and_nothing_runs(script, da
     path = tmp_path / f"{script['name']}_checkpoint.pt"
     torch.save({**torch.load(path, weights_only=True), "extra": Payload()}, path)
     status = script["module"].main(flags(script, data_dir, tmp_path, 2, "--resume"))
-    assert "is not a checkpoint this script wrote" in one_error_line(status, capsys)
+    assert "holds pickled objects, not only tensors" in one_error_line(status, capsys)
     assert not marker.exists()
 
 
@@ -307,6 +326,13 @@ def test_a_long_healthy_gan_epoch_is_not_mistaken_for_divergence(data_dir, tmp_p
     args = flags(SCRIPTS["gan"], data_dir, tmp_path, 1, "--max_images", "2100",
                  "--batch_size", "2", "--save_interval", "100000")
     assert gan.main(args) == 0
+
+
+def test_gan_divergence_before_a_save_point_is_named_as_such(data_dir, tmp_path, capsys):
+    status = gan.main(flags(SCRIPTS["gan"], data_dir, tmp_path, 1, "--lr", "1e10"))
+    err = one_error_line(status, capsys)
+    assert "became non-finite" in err and "in epoch 1, by iteration 15" in err  # halfway
+    assert "a smaller --lr may help" in err
 
 
 def test_vae_divergence_stops_with_the_last_good_checkpoint(data_dir, tmp_path, capsys):

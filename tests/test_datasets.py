@@ -167,3 +167,13 @@ def test_missing_mnist_without_network_is_one_clear_error(tmp_path, monkeypatch,
     assert "train-images-idx3-ubyte" in message and "could not be downloaded" in message
     assert str(tmp_path) in message
     assert "Failed to download" not in capsys.readouterr().out  # torchvision's chatter
+
+
+def test_an_unreadable_legacy_copy_is_named(mnist_copy):
+    root, raw = mnist_copy
+    processed = root / "MNIST" / "processed"
+    processed.mkdir()
+    for name in ("training.pt", "test.pt"):  # torchvision reads these before raw/
+        (processed / name).write_bytes(b"garbage")
+    with pytest.raises(DataError, match="delete that folder to read MNIST/raw/"):
+        load_mnist(str(root), "test", download=False)

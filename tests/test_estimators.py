@@ -113,3 +113,40 @@ def test_missing_model_names_the_training_command(tmp_path):
     assert result.returncode == 1
     assert "Traceback" not in result.stderr
     assert "python a3_vae_template.py --zdim 7" in result.stderr
+
+
+# ------------------------------------------------------ the experiments' bad input
+def test_a_file_that_is_not_a_vae_is_refused_in_one_line(data_dir, tmp_path):
+    (tmp_path / "vae_z2_model.pt").write_bytes(b"")
+    result = run_script("experiments.vae_mc_vs_is", "--data_dir", data_dir,
+                        "--out_dir", str(tmp_path), "--zdims", "2")
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert "is not the weights of a VAE with zdim 2" in result.stderr
+
+
+def test_few_samples_still_plot(data_dir, tmp_path):
+    trained = run_script("a3_vae_template.py", "--data_dir", data_dir, "--out_dir", tmp_path,
+                         "--epochs", "1", "--max_images", "500", "--iw_samples", "1",
+                         "--hidden_dim", "16", "--zdim", "2", "--quality_samples", "0")
+    assert trained.returncode == 0, trained.stderr
+    result = run_script("experiments.vae_mc_vs_is", "--data_dir", data_dir, "--out_dir",
+                        tmp_path, "--zdims", "2", "--max_samples", "3", "--n_images", "5",
+                        "--repeats", "1", "--device", "cpu")
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "vae_mc_vs_is.png").stat().st_size > 0
+
+
+def test_recipe_comparison_reports_a_failed_run_in_one_line(data_dir, tmp_path):
+    os.symlink(os.path.join(data_dir, "binarized_mnist"), tmp_path / "binarized_mnist")
+    result = run_script("experiments.gan_remedy", "--data_dir", tmp_path, "--seeds", "0",
+                        "--n_epochs", "1", "--out", tmp_path / "r.json")  # no MNIST/raw
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert result.stderr.startswith("error: the training run with seed 0")
+    assert "could not be downloaded" in result.stderr
+    assert not (tmp_path / "r.json").exists()
+
+
+def test_recipe_comparison_refuses_repeated_seeds(tmp_path):
+    result = run_script("experiments.gan_remedy", "--seeds", "0", "0",
+                        "--out", tmp_path / "r.json")
+    assert result.returncode == 2 and "--seeds must be distinct" in result.stderr

@@ -35,7 +35,7 @@ def test_results_row_of_a_keep_best_run_shows_the_tested_epoch(tmp_path):
     os.makedirs(tmp_path / results.BEST_DIR)
     utils.save_json(metrics, tmp_path / results.BEST_DIR / f"vae_z{results.BEST_ZDIM}_metrics.json")
     text = results.results(str(tmp_path))
-    assert (f"| `--zdim 40 --epochs 3 --keep_best` | 3 | -110.50 | -111.25 | "
+    assert ("| `--zdim 40 --epochs 3 --keep_best` | 3 | -110.50 | -111.25 | "
             "**-111.00** | **105.12** (k = 50) | 12.3 | 5.0 | cpu |") in text
     assert "| VAE `--zdim 40 --epochs 3 --keep_best`, binary samples | 12.3 | 5.0 |" in text
     assert "| real training images (binarized) | 0.50 | 9.0 |" in text

@@ -91,6 +91,19 @@ def test_classifier_cache_is_written_once_and_reused(data_dir, tmp_path, monkeyp
         assert torch.equal(a, b)
 
 
+def test_a_garbled_classifier_cache_is_retrained(data_dir, tmp_path, monkeypatch):
+    os.symlink(os.path.join(data_dir, "MNIST"), tmp_path / "MNIST")
+    trained = []
+    monkeypatch.setattr(sq, "train_classifier",
+                        lambda x, y: trained.append(1) or sq.DigitClassifier().eval())
+    sq.load_classifier(str(tmp_path))
+    saved = torch.load(tmp_path / sq.CACHE, weights_only=True)
+    saved["model"]["head.weight"][0, :5] += 1.0  # bytes changed inside a valid file
+    torch.save(saved, tmp_path / sq.CACHE)
+    sq.load_classifier(str(tmp_path))
+    assert len(trained) == 2
+
+
 def test_missing_labelled_digits_is_a_data_error(tmp_path, monkeypatch):
     from torchvision.datasets import MNIST
     monkeypatch.setattr(MNIST, "mirrors", ["http://127.0.0.1:9/"])

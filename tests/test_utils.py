@@ -24,7 +24,8 @@ def test_number_flags():
     for check, text in ((utils.positive_int, "0"), (utils.positive_int, "1.5"),
                         (utils.nonneg_int, "-1"), (utils.positive_float, "0"),
                         (utils.positive_float, "inf"), (utils.positive_float, "nan"),
-                        (utils.seed, str(2 ** 32)), (utils.number(float, 0, 1, high_open=True), "1")):
+                        (utils.seed, str(2 ** 32)), (utils.number(float, 0, 1, high_open=True), "1"),
+                        (utils.positive_int, "1" + "0" * 400)):  # beyond any float
         with pytest.raises(argparse.ArgumentTypeError):
             check(text)
 
@@ -120,11 +121,11 @@ def test_checkpoint_round_trip_restores_state_and_rng(tmp_path):
     model = torch.nn.Linear(3, 2)
     run = make_run(tmp_path)
     torch.manual_seed(0)
-    run.save(4, {"model": model, "history": {"loss": [1.0, 0.5]}})
+    run.save(2, {"model": model, "history": {"loss": [1.0, 0.5]}})
     expected = torch.rand(2)
     fresh = torch.nn.Linear(3, 2)
     state = {"model": fresh, "history": {"loss": []}}
-    assert run.load(state) == 4
+    assert run.load(state) == 2
     assert state["history"] == {"loss": [1.0, 0.5]}
     assert torch.equal(fresh.weight, model.weight)
     assert torch.equal(torch.rand(2), expected)  # the RNG resumes where it was
@@ -144,6 +145,53 @@ def test_checkpoints_that_differ_from_what_the_script_writes_are_refused(tmp_pat
         run.load(change(dict(state)))
 
 
+def trained_state():
+    """A model, its Adam state after one step, a cosine schedule, a curve."""
+    model = torch.nn.Linear(3, 2)
+    optimizer = torch.optim.Adam(model.parameters(), fused=True)
+    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, 5)
+    model(torch.ones(4, 3)).sum().backward()
+    optimizer.step()
+    scheduler.step()
+    return {"model": model, "optimizer": optimizer, "scheduler": scheduler,
+            "history": {"loss": [0.5]}, "best": None,
+            "curves": torch.zeros(0, 4, dtype=torch.float64)}
+
+
+def tampered(saved, change):
+    change(saved["state"])
+    return saved
+
+
+@pytest.mark.parametrize("change", [
+    # an Adam moment of another shape: torch loads it, then corrupts memory
+    lambda s: s["optimizer"]["state"][0].update(exp_avg=torch.zeros(3)),
+    lambda s: s["optimizer"]["state"][0].update(exp_avg_sq=torch.full((2, 3), math.nan)),
+    lambda s: s["scheduler"].update(T_max=0),  # would divide by zero
+    lambda s: s["history"].update(loss=["a"]),
+    lambda s: s["history"].update(loss=[0.5, 0.4]),  # more values than finished epochs
+    lambda s: s["history"].update(loss=[math.nan]),
+    lambda s: s.update(best="hello"),
+    lambda s: s.update(curves=torch.zeros(3, 5, dtype=torch.float64)),
+    lambda s: s["model"].update(weight=torch.full((2, 3), math.inf)),
+], ids=["adam-shape", "adam-nan", "schedule", "history-type", "history-length",
+        "history-nan", "best", "curves-shape", "weights-inf"])
+def test_checkpoints_with_tampered_contents_are_refused(tmp_path, change):
+    run = make_run(tmp_path)
+    run.save(1, trained_state())
+    saved = torch.load(run.checkpoint, weights_only=True)
+    change(saved["state"])
+    torch.save(saved, run.checkpoint)
+    with pytest.raises(utils.RunError, match="not a checkpoint this script wrote"):
+        run.load(trained_state())
+
+
+def test_a_faithful_checkpoint_of_a_trained_state_loads(tmp_path):
+    run = make_run(tmp_path)
+    run.save(1, trained_state())
+    assert run.load(trained_state()) == 1
+
+
 def test_checkpoint_of_other_settings_names_them(tmp_path):
     make_run(tmp_path, {"zdim": 20, "lr": 1.0}).save(1, {})
     with pytest.raises(utils.RunError, match="zdim: checkpoint 20 vs now 2"):
@@ -161,10 +209,38 @@ def test_a_checkpoint_that_would_run_code_is_refused(tmp_path):
     run.save(1, {})
     torch.save({**torch.load(run.checkpoint, weights_only=True), "extra": Payload()},
                run.checkpoint)
-    with pytest.raises(utils.RunError, match="not a checkpoint this script wrote"):
+    with pytest.raises(utils.RunError, match="holds pickled objects, not only tensors"):
         run.load({})
     assert run.epochs_done() is None  # unreadable, and again nothing ran
     assert not marker.exists()
+
+
+def test_the_lock_file_is_never_followed_through_a_link(tmp_path):
+    target = tmp_path / "precious.txt"
+    target.write_text("keep me")
+    os.symlink(target, tmp_path / "m_run.lock")
+    with pytest.raises(utils.RunError, match="cannot use the lock file"):
+        make_run(tmp_path).start()
+    assert target.read_text() == "keep me"
+
+
+def test_overwrite_removes_the_old_runs_files_only(tmp_path):
+    for name in ("m_samples_epoch4.png", "m_checkpoint.pt", "m2_metrics.json", "other.txt"):
+        (tmp_path / name).write_text("old")
+    run = make_run(tmp_path)
+    run.overwrite = True
+    run.start()
+    assert sorted(os.listdir(tmp_path)) == ["m2_metrics.json", "m_run.lock", "other.txt"]
+
+
+def test_the_resume_command_drops_overwrite_and_its_abbreviations(tmp_path):
+    run = make_run(tmp_path)
+    run.save(2, {})
+    for argv in (["--lr", "1", "--overwrite"], ["--lr", "1", "--over"]):
+        run.argv = argv
+        assert run._progress().endswith("script.py --lr 1 --resume")
+    run.argv = ["--res"]
+    assert run._progress().endswith("script.py --res")
 
 
 def test_code_version_names_the_project_files_this_process_imported():
