@@ -381,9 +381,10 @@ def main(argv=None):
                  "scheduler": torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, args.epochs),
                  "history": {"train_elbo": [], "val_elbo": [], "seconds_per_epoch": []},
                  "best": None}
-        if args.resume:  # a kept best epoch must fit the model
-            print("resuming after epoch", run.load(state, lambda s, n: s["best"] is None or (
-                utils.shapes(s["best"]) == utils.shapes(model.state_dict()))))
+        if args.resume:  # with --keep_best, a kept epoch that fits the model
+            print("resuming after epoch", run.load(state, lambda s, n: (
+                s["best"] is not None and utils.shapes(s["best"]) == utils.shapes(
+                    model.state_dict()) if args.keep_best and n else s["best"] is None)))
         else:
             save_samples(model, args.seed, run.path("samples_epoch0.png"))
         data = (train_data, val_data)

@@ -7,6 +7,7 @@ real images (the FID's recipe with a digit classifier in place of Inception)
 and the share of each predicted digit (class coverage).
 """
 import hashlib
+import json
 import math
 import os
 
@@ -23,9 +24,9 @@ FEATURES = 128
 MIN_SAMPLES = FEATURES + 1  # fewer images give a singular feature covariance
 BATCH = 1000  # images per classifier call: bounds the memory of scoring
 # The recipe: 4000 Adam steps of 128 images, cosine decay, half of each batch
-# binarized. Part of the cache's name, so that a new recipe retrains.
+# binarized, one thread. Part of the cache's name, so that a new recipe retrains.
 STEPS, STEP_BATCH, LR, SEED = 4000, 128, 1e-3, 0
-CACHE = f"digit_classifier_s{STEPS}_b{STEP_BATCH}_seed{SEED}.pt"
+CACHE = f"digit_classifier_s{STEPS}_b{STEP_BATCH}_seed{SEED}_t1.pt"
 
 
 def sample_count(text):
@@ -106,8 +107,8 @@ def load_classifier(data_dir):
     model = new_classifier()
     try:
         saved = torch.load(cache, weights_only=True)
-        if saved["sha256"] != weights_checksum(saved["model"]):
-            raise ValueError("garbled weights")
+        if saved["sha256"] != weights_checksum(saved["model"], saved["info"]):
+            raise ValueError("garbled cache")
         model.load_state_dict(saved["model"])
         return model.eval(), saved["info"]
     except Exception:  # noqa: BLE001 - any unusable cache is rebuilt
@@ -120,16 +121,17 @@ def load_classifier(data_dir):
             "accuracy_binarized": accuracy(model, binary, y_test)}
     try:
         utils.save_torch({"model": model.state_dict(), "info": info,
-                          "sha256": weights_checksum(model.state_dict())}, cache)
+                          "sha256": weights_checksum(model.state_dict(), info)}, cache)
     except utils.RunError:
         pass
     return model, info
 
 
-def weights_checksum(state):
-    """SHA-256 of a state_dict's names and bytes: a cache whose bytes were
-    garbled is retrained instead of silently giving other scores."""
-    digest = hashlib.sha256()
+def weights_checksum(state, info):
+    """SHA-256 of a state_dict's names and bytes and of the summary: a cache
+    whose bytes were garbled is retrained instead of silently giving other
+    scores."""
+    digest = hashlib.sha256(json.dumps(info, sort_keys=True).encode())
     for name, tensor in sorted(state.items()):
         digest.update(name.encode())
         digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())

@@ -117,7 +117,7 @@ def check_memory(parser, device, needs):
                          f"the {free / 2 ** 30:.1f} GiB available on {device}")
 
 
-def check_out_dir(parser, path, longest_name):
+def check_out_dir(parser, path, longest_name, flag="--out_dir"):
     """Create --out_dir and prove, before training, that the longest file
     name the run writes (as its temporary name) can be created there."""
     try:
@@ -126,7 +126,7 @@ def check_out_dir(parser, path, longest_name):
                                          suffix=".tmp"):
             pass
     except OSError as err:
-        parser.error(f"--out_dir {path}: cannot write there ({err.strerror})")
+        parser.error(f"{flag} {path}: cannot write there ({err.strerror})")
 
 
 # ---------------------------------------------------------------- randomness
@@ -381,9 +381,9 @@ class Run:
         folder = glob.escape(self.out_dir)
         for tmp in glob.glob(os.path.join(folder, f".{self.name}_*.tmp")):
             os.remove(tmp)
-        if self.overwrite:  # the old run's files go, so none is mistaken for the new one's
-            for old in glob.glob(os.path.join(folder, f"{self.name}_*")):
-                if old != lock:
+        if self.overwrite:  # no old grid, metrics or checkpoint is mistaken for the new run's
+            for pattern in ("samples_*.png", "metrics.json", "checkpoint.pt"):
+                for old in glob.glob(os.path.join(folder, f"{self.name}_{pattern}")):
                     os.remove(old)
         elif not self.resume and os.path.exists(self.checkpoint):
             done = self.epochs_done()
@@ -395,9 +395,12 @@ class Run:
                                "--resume to continue or --overwrite to start over")
 
     def epochs_done(self):
-        """Finished epochs in the checkpoint: 0 without one, None when unreadable."""
-        if not os.path.exists(self.checkpoint):
+        """Finished epochs in the checkpoint: 0 without one, None when unreadable
+        (a folder, a pipe or a device is not opened: reading it could block)."""
+        if not os.path.lexists(self.checkpoint):
             return 0
+        if not os.path.isfile(self.checkpoint):
+            return None
         try:
             return int(self._read()["epochs_done"])
         except Exception:  # noqa: BLE001 - any unreadable file counts as unreadable
@@ -422,9 +425,11 @@ class Run:
         dtypes or hyper-parameters, non-finite values, curves whose length is
         not the number of finished epochs, or plain values that fail the
         script's own `consistent(state, epochs_done)`."""
-        if not os.path.exists(self.checkpoint):
+        if not os.path.lexists(self.checkpoint):
             raise RunError(f"--resume: no checkpoint at {self.checkpoint}")
         try:
+            if not os.path.isfile(self.checkpoint):
+                raise ValueError("not a regular file")
             ckpt = self._read()
             saved, done = ckpt["state"], ckpt["epochs_done"]
             diff = [f"{k}: checkpoint {ckpt['config'].get(k)!r} vs now {v!r}"
@@ -445,9 +450,12 @@ class Run:
                 else:
                     raise ValueError(f"{key} differs")
             curves = restored.get("history", {}).values()
-            if any(len(curve) != done for curve in curves) or (
-                    consistent is not None and not consistent(restored, done)):
+            if any(len(curve) != done or not all(
+                    isinstance(v, (int, float)) and not isinstance(v, bool) for v in curve)
+                   for curve in curves):
                 raise ValueError("curves that do not match the finished epochs")
+            if consistent is not None and not consistent(restored, done):
+                raise ValueError("parts that do not fit the finished epochs or the model")
             state.update(restored)
             set_rng_state(ckpt["rng"])
             return done
@@ -514,21 +522,31 @@ def _check_state_dict(target, saved):
     if isinstance(target, torch.optim.Optimizer):
         fresh = target.state_dict()["param_groups"]
         params = [p for group in target.param_groups for p in group["params"]]
-        if (len(saved["param_groups"]) != len(fresh) or any(
-                set(g) != set(f) or g["params"] != f["params"]
-                for g, f in zip(saved["param_groups"], fresh))):
+        # every setting as the run makes it; the learning rate as a schedule may
+        if len(saved["param_groups"]) != len(fresh) or any(
+                set(g) != set(f) or any(g[k] != f[k] for k in f if k not in ("lr", "initial_lr"))
+                or not all(type(g[k]) is float and math.isfinite(g[k])
+                           for k in ("lr", "initial_lr") if k in f)
+                for g, f in zip(saved["param_groups"], fresh)):
             raise ValueError("other optimizer settings")
-        for index, moments in saved["state"].items():
+        moments = {"step", "exp_avg", "exp_avg_sq"}
+        for index, state in saved["state"].items():
             param = params[index]
-            for name, value in moments.items():
+            if set(state) != moments:
+                raise ValueError("other optimizer state")
+            for name, value in state.items():
                 shape = () if name == "step" else param.shape
                 if (not torch.is_tensor(value) or value.shape != shape
-                        or not _finite(value)):
-                    raise ValueError(f"optimizer state {name} of another shape")
+                        or value.dtype != param.dtype or not _finite(value)):
+                    raise ValueError(f"optimizer state {name} of another shape or type")
     elif isinstance(target, torch.optim.lr_scheduler.LRScheduler):
         fresh = target.state_dict()
-        if set(saved) != set(fresh) or any(saved[k] != fresh[k]
-                                           for k in ("T_max", "eta_min", "base_lrs")):
+        if set(saved) != set(fresh) or any(
+                type(saved[k]) is not type(fresh[k]) or not _finite(saved[k]) for k in fresh
+                ) or any(saved[k] != fresh[k] for k in ("T_max", "eta_min", "base_lrs")):
             raise ValueError("other learning-rate schedule")
-    elif not all(_finite(v) for v in saved.values()):
-        raise ValueError("non-finite weights")
+    else:
+        fresh = target.state_dict()
+        if any(saved[k].dtype != v.dtype for k, v in fresh.items() if k in saved) or not all(
+                _finite(v) for v in saved.values()):
+            raise ValueError("weights of another type, or non-finite")

@@ -17,7 +17,11 @@ import subprocess
 import sys
 import tempfile
 
-import utils
+try:  # Ctrl-C while torch loads: one line, not a traceback
+    import utils
+except KeyboardInterrupt:
+    print("interrupted: during start-up; nothing was written", file=sys.stderr)
+    sys.exit(130)
 
 RECIPES = {"plain template": ["--d_dropout", "0", "--real_label", "1"],
            "dropout + label smoothing": ["--d_dropout", "0.3", "--real_label", "0.9"]}
@@ -54,7 +58,7 @@ def main(argv=None):
     if len(set(args.seeds)) != len(args.seeds):
         parser.error("--seeds must be distinct")
     out = args.out or os.path.join("images", f"gan_remedy_{args.dataset}.json")
-    utils.check_out_dir(parser, os.path.dirname(out) or ".", os.path.basename(out))
+    utils.check_out_dir(parser, os.path.dirname(out) or ".", os.path.basename(out), "--out")
     try:
         compare(args, out)
     except utils.RunError as err:

@@ -8,12 +8,16 @@ import argparse
 import os
 import sys
 
-import torch
-from matplotlib.figure import Figure
+try:  # Ctrl-C while torch loads: one line, not a traceback
+    import torch
+    from matplotlib.figure import Figure
 
-import utils
-from a3_vae_template import PIXELS, VAE
-from datasets import load_bmnist_split
+    import utils
+    from a3_vae_template import PIXELS, VAE
+    from datasets import load_bmnist_split
+except KeyboardInterrupt:
+    print("interrupted: during start-up; nothing was written", file=sys.stderr)
+    sys.exit(130)
 
 ESTIMATORS = {"prior": "naive MC, z ~ p(z)", "posterior": "importance sampling, z ~ q(z|x)"}
 
@@ -79,6 +83,8 @@ def load_model(path, zdim, device):
         state = torch.load(path, map_location=device, weights_only=True)
         model = VAE(hidden_dim=state["encoder.net.0.weight"].shape[0], z_dim=zdim)
         model.load_state_dict(state)
+        if not all(torch.isfinite(v).all() for v in state.values()):
+            raise ValueError("non-finite weights")
     except Exception as err:  # noqa: BLE001 - any unusable file is refused
         reason = str(err).splitlines()[0][:200] if str(err) else type(err).__name__
         sys.exit(f"error: {path} is not the weights of a VAE with zdim {zdim} ({reason})")

@@ -227,7 +227,9 @@ def test_ctrl_c_in_training_stops_with_the_resume_command(script, data_dir, tmp_
 
 
 def test_ctrl_c_at_start_up_has_nothing_to_resume(script, data_dir, tmp_path):
-    process = start_script(script["file"], *flags(script, data_dir, tmp_path))
+    # all images: the first epoch takes seconds, so the signal lands before its end
+    process = start_script(script["file"], *flags(script, data_dir, tmp_path),
+                           "--max_images", "0")
     lock = tmp_path / f"{script['name']}_run.lock"
     deadline = time.time() + 60
     while not lock.exists() and time.time() < deadline:
@@ -312,6 +314,19 @@ def test_a_checkpoint_with_a_code_payload_is_refused_and_nothing_runs(script, da
     status = script["module"].main(flags(script, data_dir, tmp_path, 2, "--resume"))
     assert "holds pickled objects, not only tensors" in one_error_line(status, capsys)
     assert not marker.exists()
+
+
+def test_keep_best_without_a_kept_epoch_is_refused(data_dir, tmp_path, capsys):
+    argv = flags(SCRIPTS["vae"], data_dir, tmp_path, 2, "--keep_best")
+    assert vae.main(argv) == 0
+    capsys.readouterr()
+    path = tmp_path / "vae_z20_checkpoint.pt"
+    saved = torch.load(path, weights_only=True)
+    saved["state"]["best"] = None
+    torch.save(saved, path)
+    status = vae.main(flags(SCRIPTS["vae"], data_dir, tmp_path, 2, "--keep_best", "--resume"))
+    assert "parts that do not fit the finished epochs or the model" in one_error_line(
+        status, capsys)
 
 
 # ----------------------------------------------------- divergence and NaN

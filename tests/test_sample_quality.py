@@ -102,6 +102,11 @@ def test_a_garbled_classifier_cache_is_retrained(data_dir, tmp_path, monkeypatch
     torch.save(saved, tmp_path / sq.CACHE)
     sq.load_classifier(str(tmp_path))
     assert len(trained) == 2
+    saved = torch.load(tmp_path / sq.CACHE, weights_only=True)
+    saved["info"]["accuracy"] = float("nan")  # the summary is covered too
+    torch.save(saved, tmp_path / sq.CACHE)
+    sq.load_classifier(str(tmp_path))
+    assert len(trained) == 3
 
 
 def test_missing_labelled_digits_is_a_data_error(tmp_path, monkeypatch):

@@ -174,8 +174,16 @@ def tampered(saved, change):
     lambda s: s.update(best="hello"),
     lambda s: s.update(curves=torch.zeros(3, 5, dtype=torch.float64)),
     lambda s: s["model"].update(weight=torch.full((2, 3), math.inf)),
+    lambda s: s["model"].update(weight=torch.zeros(2, 3, dtype=torch.complex64)),
+    lambda s: s["optimizer"]["state"][0].pop("exp_avg"),
+    lambda s: s["optimizer"]["param_groups"][0].update(lr="oops"),
+    lambda s: s["optimizer"]["param_groups"][0].update(lr=math.nan),
+    lambda s: s["optimizer"]["param_groups"][0].update(betas=(0.9,)),
+    lambda s: s["scheduler"].update(last_epoch="x"),
+    lambda s: s["history"].update(loss=[{"a": 1.0}]),
 ], ids=["adam-shape", "adam-nan", "schedule", "history-type", "history-length",
-        "history-nan", "best", "curves-shape", "weights-inf"])
+        "history-nan", "best", "curves-shape", "weights-inf", "weights-complex",
+        "adam-missing-moment", "lr-text", "lr-nan", "betas", "schedule-type", "history-dict"])
 def test_checkpoints_with_tampered_contents_are_refused(tmp_path, change):
     run = make_run(tmp_path)
     run.save(1, trained_state())
@@ -224,13 +232,23 @@ def test_the_lock_file_is_never_followed_through_a_link(tmp_path):
     assert target.read_text() == "keep me"
 
 
-def test_overwrite_removes_the_old_runs_files_only(tmp_path):
-    for name in ("m_samples_epoch4.png", "m_checkpoint.pt", "m2_metrics.json", "other.txt"):
+def test_overwrite_removes_the_old_runs_grids_metrics_and_checkpoint_only(tmp_path):
+    for name in ("m_samples_epoch4.png", "m_checkpoint.pt", "m_metrics.json",
+                 "m2_metrics.json", "m_remedy_mnist.json", "other.txt"):
         (tmp_path / name).write_text("old")
     run = make_run(tmp_path)
     run.overwrite = True
     run.start()
-    assert sorted(os.listdir(tmp_path)) == ["m2_metrics.json", "m_run.lock", "other.txt"]
+    assert sorted(os.listdir(tmp_path)) == ["m2_metrics.json", "m_remedy_mnist.json",
+                                            "m_run.lock", "other.txt"]
+
+
+def test_a_checkpoint_that_is_a_pipe_is_never_opened(tmp_path):
+    run = make_run(tmp_path)
+    os.mkfifo(run.checkpoint)  # opening it would block until a writer comes
+    assert run.epochs_done() is None
+    with pytest.raises(utils.RunError, match="not a regular file"):
+        run.load({})
 
 
 def test_the_resume_command_drops_overwrite_and_its_abbreviations(tmp_path):
