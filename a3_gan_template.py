@@ -355,4 +355,8 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:  # while the flags are checked, before the run harness
+        print("interrupted: during start-up; nothing was written", file=sys.stderr)
+        sys.exit(130)

@@ -208,8 +208,8 @@ def run_epoch(model, data, optimizer, kl_weight=1.0):
 
 
 def train(args, data, state, run):
-    """Train from the checkpoint's epoch to args.epochs, saving the sample
-    grid halfway and at the end and a checkpoint after every epoch."""
+    """Train from the checkpoint's epoch to args.epochs: sample grids halfway
+    and at the end, a checkpoint after every epoch."""
     model, optimizer, history = state["model"], state["optimizer"], state["history"]
     for epoch in range(len(history["train_elbo"]) + 1, args.epochs + 1):
         started = time.perf_counter()
@@ -230,8 +230,7 @@ def train(args, data, state, run):
 @torch.no_grad()
 def evaluate(model, data, iw_samples):
     """Average ELBO and importance-weighted NLL (nats per image) on `data`,
-    with progress lines: the IW estimate costs iw_samples decoder passes
-    per image."""
+    with progress lines: the IW estimate costs k decoder passes per image."""
     model.eval()
     n_images = len(data.data)
     print(f"test evaluation: {n_images:,} images x {iw_samples:,} importance samples")
@@ -394,4 +393,8 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:  # while the flags are checked, before the run harness
+        print("interrupted: during start-up; nothing was written", file=sys.stderr)
+        sys.exit(130)

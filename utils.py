@@ -316,6 +316,7 @@ class Run:
         self.checkpoint = self.path("checkpoint.pt")
         self.status = 0
         self._lock = None
+        self.code = code_version()  # now: a commit during the run must not relabel it
 
     def path(self, suffix):
         return os.path.join(self.out_dir, f"{self.name}_{suffix}")
@@ -471,7 +472,7 @@ class Run:
                            f"script wrote for these flags ({reason})") from None
 
     def save_metrics(self, metrics):
-        save_json({**metrics, "code": code_version()}, self.path("metrics.json"))
+        save_json({**metrics, "code": self.code}, self.path("metrics.json"))
 
 
 def shapes(state_dict):

@@ -175,6 +175,7 @@ def main(argv=None):
 
 
 def experiment(args):
+    code = utils.code_version()  # at the start: a commit during the run must not relabel it
     utils.seed_everything(args.seed)
     x = evaluation_images(args.data_dir, args.n_images, args.device)
     ks = sample_counts(args.max_samples)
@@ -189,7 +190,7 @@ def experiment(args):
                               "n_images evenly spaced test images; mean and std over "
                               "repeats; elbo: the mean importance log-weight",
                      "n_images": len(x), "repeats": args.repeats, "seed": args.seed,
-                     "device": str(args.device), "code": utils.code_version(),
+                     "device": str(args.device), "code": code,
                      "zdims": {str(z): r for z, r in results.items()}},
                     os.path.join(args.out_dir, "vae_mc_vs_is.json"))
 

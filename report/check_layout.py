@@ -53,9 +53,11 @@ def answer_lines(text, question):
                  if re.match(rf"\s*Question {re.escape(question)}\b", line))
     body = []
     for line in lines[start + 1:]:
-        if re.match(r"\s*(Question \d|\d+ \w|Figure \d+:|References|\f)", line):
+        line = line.lstrip("\f")  # a page break: the answer goes on
+        if re.match(r"\s*(Question \d|\d (Variational|Generative|Conclusion)|"
+                    r"Figure \d+:|Table \d+:|References)", line):
             break
-        if line.strip():
+        if line.strip() and not line.strip().isdigit():  # not a page number
             body.append(line)
     return body
 

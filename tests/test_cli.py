@@ -236,16 +236,21 @@ def test_ctrl_c_at_start_up_has_nothing_to_resume(script, data_dir, tmp_path):
         time.sleep(0.01)
     process.send_signal(signal.SIGINT)
     out, err = process.communicate(timeout=60)
-    assert process.returncode == 130 and "Traceback" not in err
-    assert last_line(err) == "interrupted: no epoch was finished; nothing to resume"
+    assert process.returncode == 130 and "Traceback" not in err, err
+    assert last_line(err) == "interrupted: no epoch was finished; nothing to resume", err
 
 
 def test_ctrl_c_while_the_imports_load_is_one_line(script, tmp_path):
     process = start_script(script["file"], "--out_dir", str(tmp_path))
-    time.sleep(0.5)  # python is up; torch takes seconds to import
+    maps, deadline = f"/proc/{process.pid}/maps", time.time() + 60
+    while time.time() < deadline:  # until torch's library is loaded: inside the imports
+        with open(maps) as f:
+            if "libtorch" in f.read():
+                break
+        time.sleep(0.005)
     process.send_signal(signal.SIGINT)
     out, err = process.communicate(timeout=60)
-    assert process.returncode == 130
+    assert process.returncode == 130, err
     assert err == "interrupted: during start-up; nothing was written\n"
 
 

@@ -266,3 +266,11 @@ def test_code_version_names_the_project_files_this_process_imported():
     assert "utils.py" in version["files"]
     assert not any("site-packages" in f for f in version["files"])
     assert version["commit"] is None or len(version["commit"]) == 40
+
+
+def test_the_code_version_is_that_of_the_start_of_the_run(tmp_path, monkeypatch):
+    run = make_run(tmp_path)  # reads the version now
+    monkeypatch.setattr(utils, "code_version", lambda: {"commit": "later"})
+    run.save_metrics({"a": 1})
+    saved = json.loads((tmp_path / "m_metrics.json").read_text())
+    assert saved["code"] != {"commit": "later"} and "files" in saved["code"]
