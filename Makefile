@@ -50,11 +50,11 @@ run-gan: $(STAMP)
 mc-vs-is: $(STAMP)
 	$(PY) -m experiments.vae_mc_vs_is --data_dir $(DATA_DIR) --out_dir $(OUT_DIR)
 
-# 3 seeds x 2 recipes x 5 epochs per data set: about 15 min each on one core.
+# 3 seeds x 2 recipes x 10 epochs per data set: about 25 min each on one core.
 run-experiments: $(STAMP)
-	$(PY) -m experiments.gan_remedy --data_dir $(DATA_DIR) --dataset mnist --n_epochs 5 \
+	$(PY) -m experiments.gan_remedy --data_dir $(DATA_DIR) --dataset mnist --n_epochs 10 \
 		--out $(OUT_DIR)/gan_remedy_mnist.json
-	$(PY) -m experiments.gan_remedy --data_dir $(DATA_DIR) --dataset bmnist --n_epochs 5 \
+	$(PY) -m experiments.gan_remedy --data_dir $(DATA_DIR) --dataset bmnist --n_epochs 10 \
 		--out $(OUT_DIR)/gan_remedy_bmnist.json
 
 bench: $(STAMP)

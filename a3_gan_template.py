@@ -15,6 +15,7 @@ try:  # Ctrl-C while torch loads (seconds): one line, not a traceback
     import torch
     import torch.nn as nn
     import torch.nn.functional as F
+    from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
     import datasets
     import sample_quality
@@ -28,6 +29,7 @@ CURVES = ("loss_D", "loss_G", "D_x", "D_G_z")
 # chance costs 2 ln 2 = 1.39, and float32 sigmoids saturate near |logit| 17.
 DIVERGED = 1e3
 CANDIDATES = 1000  # generated digits searched for the interpolation's ends
+LAST_ITERATE = ("frechet_distance", "class_min_share")  # also scored without averaging
 
 
 # ------------------------------------------------------------------- models
@@ -61,6 +63,16 @@ class Discriminator(nn.Module):
 
     def forward(self, img):
         return self.net(img.flatten(1)).squeeze(1)
+
+
+def averaged_generator(generator, decay):
+    """An exponential moving average of the generator's weights and BatchNorm
+    statistics, updated after every step: avg <- decay * avg + (1 - decay) * G.
+    The last iterate of a GAN wanders around an equilibrium from step to step;
+    its average over the last ~1 / (1 - decay) steps sits nearer the centre.
+    decay 0 keeps an exact copy of the last iterate (the plain template)."""
+    return AveragedModel(generator, multi_avg_fn=get_ema_multi_avg_fn(decay),
+                         use_buffers=True)
 
 
 # ------------------------------------------------------------------- losses
@@ -113,9 +125,10 @@ def train(dataloader, discriminator, generator, optimizer_G, optimizer_D, args, 
           run, score):
     """Train from the checkpoint's epoch to args.n_epochs. At the start, every
     save interval, halfway and at the end: a grid of 25 samples of fixed
-    noise and, when `score` is given, the quality score. After every epoch:
-    the statistics, checked for divergence, and a checkpoint."""
-    history = state["history"]
+    noise from the averaged generator and, when `score` is given, the quality
+    score of the averaged generator and of the last iterate. After every
+    epoch: the statistics, checked for divergence, and a checkpoint."""
+    history, averaged = state["history"], state["generator_ema"]
     total = args.n_epochs * len(dataloader)
     fixed_noise = torch.randn(25, args.latent_dim,
                               generator=torch.Generator().manual_seed(args.seed))
@@ -130,9 +143,11 @@ def train(dataloader, discriminator, generator, optimizer_G, optimizer_D, args, 
         utils.check_finite({"the weights or Adam's state": weights}, where)
 
     def save_point(iteration):
-        save_samples(generator, fixed_noise, run.path(f"samples_iter{iteration}.png"))
+        save_samples(averaged.module, fixed_noise, run.path(f"samples_iter{iteration}.png"))
         if score is not None:
-            state["quality"].append({"iteration": iteration, **score(generator)})
+            last = score(generator)
+            state["quality"].append({"iteration": iteration, **score(averaged.module),
+                                     "last_iterate": {key: last[key] for key in LAST_ITERATE}})
 
     if not history["seconds_per_epoch"]:
         save_point(0)
@@ -144,6 +159,7 @@ def train(dataloader, discriminator, generator, optimizer_G, optimizer_D, args, 
         for imgs in dataloader:
             stats = train_step(imgs, discriminator, generator, optimizer_G, optimizer_D,
                                args.latent_dim, args.real_label)
+            averaged.update_parameters(generator)
             steps.append(torch.stack([stats[name] for name in CURVES]))
             iteration += 1
             if iteration % args.save_interval == 0 or iteration in (total // 2, total):
@@ -235,6 +251,10 @@ def build_parser():
     parser.add_argument("--d_dropout", type=utils.number(float, 0, 1, high_open=True),
                         default=0.3, help="dropout after each hidden layer of D "
                                           "(0: the plain template)")
+    parser.add_argument("--ema_decay", type=utils.number(float, 0, 1, high_open=True),
+                        default=0.999, help="decay of the moving average of G's weights "
+                                            "that samples (0: the last iterate, as the "
+                                            "template)")
     parser.add_argument("--real_label", type=utils.number(float, 0.5, 1, low_open=True),
                         default=0.9, help="target of D for real images (< 1: one-sided "
                                           "label smoothing; 1: the plain template)")
@@ -261,7 +281,7 @@ def training_config(args):
     resumes a run with the same values."""
     return {k: getattr(args, k) for k in (
         "n_epochs", "batch_size", "lr", "latent_dim", "save_interval", "quality_samples",
-        "d_dropout", "real_label", "seed", "dataset", "max_images")}
+        "d_dropout", "real_label", "ema_decay", "seed", "dataset", "max_images")}
 
 
 def real_images(args, split):
@@ -294,7 +314,7 @@ def build_scorer(args, train_images):
 
 
 def write_outputs(args, state, run, score, summary, classifier):
-    generator = state["generator"]
+    generator = state["generator_ema"].module  # the averaged weights sample
     utils.save_torch(generator.state_dict(), run.path("generator.pt"))
     utils.save_torch(state["discriminator"].state_dict(), run.path("discriminator.pt"))
     curves, width = state["curves"].T.tolist(), max(1, min(200, len(state["curves"]) // 50))
@@ -316,7 +336,10 @@ def write_outputs(args, state, run, score, summary, classifier):
                         "quality_over_training": {
                             key: [q[key] for q in state["quality"]] for key in (
                                 "iteration", "frechet_distance", "class_min_share",
-                                "class_entropy_normalized")}})
+                                "class_entropy_normalized")},
+                        "last_iterate_over_training": {
+                            key: [q["last_iterate"][key] for q in state["quality"]]
+                            for key in LAST_ITERATE}})
     run.save_metrics(metrics)
 
 
@@ -342,6 +365,7 @@ def main(argv=None):
         optimizer_D = torch.optim.Adam(discriminator.parameters(), lr=args.lr,
                                        betas=(0.5, 0.999), fused=True)
         state = {"generator": generator, "discriminator": discriminator,
+                 "generator_ema": averaged_generator(generator, args.ema_decay),
                  "optimizer_G": optimizer_G, "optimizer_D": optimizer_D,
                  "history": {name: [] for name in CURVES + ("seconds_per_epoch",)},
                  "curves": torch.zeros(0, len(CURVES), dtype=torch.float64), "quality": []}

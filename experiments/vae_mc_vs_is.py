@@ -105,7 +105,7 @@ def plot(results, n_images, filename):
     band; each panel's y-range covers the estimates from k = 10 on, where
     the difference lies."""
     rows = (len(results) + 1) // 2
-    fig = Figure(figsize=(10, 4.2 * rows), layout="constrained")
+    fig = Figure(figsize=(7.5, 3.3 * rows), layout="constrained")
     axes = fig.subplots(rows, 2, squeeze=False).ravel()
     for ax, (zdim, res) in zip(axes, results.items()):
         for name, color in zip(ESTIMATORS, ("tab:red", "tab:blue")):

@@ -97,6 +97,38 @@ def test_interpolation_has_nine_images_ending_at_the_endpoints():
 
 
 
+def test_averaged_generator_is_a_moving_average_of_weights_and_statistics():
+    torch.manual_seed(0)
+    generator = gan.Generator(8)
+    averaged = gan.averaged_generator(generator, decay=0.9)
+    states = []
+    for _ in range(3):  # three "training steps", each followed by an update
+        with torch.no_grad():
+            for p in generator.parameters():
+                p.add_(torch.randn_like(p))
+        generator.train()(torch.randn(16, 8))  # moves the BatchNorm statistics
+        averaged.update_parameters(generator)
+        states.append({k: v.clone() for k, v in generator.state_dict().items()})
+    for name, value in averaged.module.state_dict().items():
+        if value.is_floating_point():
+            # the first update copies; each later one is avg <- 0.9 avg + 0.1 G
+            want = 0.9 * (0.9 * states[0][name] + 0.1 * states[1][name]) + 0.1 * states[2][name]
+            assert torch.allclose(value, want, atol=1e-6), name
+
+
+def test_decay_zero_samples_the_last_iterate_exactly():
+    torch.manual_seed(0)
+    generator = gan.Generator(8)
+    averaged = gan.averaged_generator(generator, decay=0.0)
+    for _ in range(2):
+        with torch.no_grad():
+            for p in generator.parameters():
+                p.mul_(1.5)
+        averaged.update_parameters(generator)
+    z = torch.randn(4, 8)
+    assert torch.equal(gan.generate(averaged.module, z), gan.generate(generator, z))
+
+
 def test_label_smoothing_changes_only_the_real_target():
     real = torch.tensor([-1.0, 0.5, 2.0], dtype=torch.float64)
     fake = torch.tensor([0.3, -2.0, 1.0], dtype=torch.float64)
