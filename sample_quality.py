@@ -16,6 +16,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 import datasets
 import utils
@@ -227,21 +228,29 @@ def scorer_for(data_dir, reference, real):
 
 
 def plot_quality(quality, summary, path):
-    """The Frechet distance and the rarest digit's share over training."""
+    """The Frechet distance and the rarest digit's share over training, of
+    the generator and, where scored, of its last iterate."""
     x = [q["iteration"] for q in quality]
-    fig = Figure(figsize=(8, 6))
+    fig = Figure(figsize=(5.5, 4.8))  # printed about this size
     top, bottom = fig.subplots(2, 1, sharex=True)
-    top.semilogy(x, [q["frechet_distance"] for q in quality], label="generator")
+    for ax, key in ((top, "frechet_distance"), (bottom, "class_min_share")):
+        if "last_iterate" in quality[-1]:
+            ax.plot(x, [q["last_iterate"][key] for q in quality], color="tab:orange",
+                    lw=0.8, alpha=0.8, label="last iterate")
+        ax.plot(x, [q[key] for q in quality], color="tab:blue", label=(
+            "moving average of G" if "last_iterate" in quality[-1] else "generator"))
+    top.set_yscale("log")
     top.axhline(summary["real_frechet_distance"], color="k", ls="--",
                 label="real training images")
     top.set_ylabel("Frechet distance")
-    bottom.plot(x, [q["class_min_share"] for q in quality], label="generator")
-    bottom.axhline(0.1, color="k", ls="--", label="every digit equally often")
+    bottom.axhline(summary["real_class_min_share"], color="k", ls="--",
+                   label="real training images")
     bottom.set_ylabel("share of the rarest digit")
     bottom.set_xlabel("iteration")
+    bottom.xaxis.set_major_locator(MaxNLocator(5))
     for ax in (top, bottom):
         ax.legend()
         ax.grid(alpha=0.3)
-    top.set_title(f"samples vs held-out digits ({quality[-1]['images']} per point, "
-                  "classifier features)")
+    top.set_title(f"{quality[-1]['images']:,} samples per point against held-out digits",
+                  fontsize="medium")
     utils.save_figure(fig, path)

@@ -21,6 +21,7 @@ import time
 import numpy as np
 import torch
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 ROOT = os.path.dirname(os.path.abspath(__file__))
 
@@ -259,7 +260,7 @@ def save_png(images, path, upscale=1, **grid_kwargs):
 def save_curves(path, panels, xlabel, title=None, width=1):
     """Line plots against x = 1, 2, ...: one panel per (ylabel, {label:
     values}) pair, each curve smoothed by a moving average over `width`."""
-    fig = Figure(figsize=(8, 1 + 2.5 * len(panels)))
+    fig = Figure(figsize=(4.8, 0.6 + 2.3 * len(panels)))  # printed about this size
     axes = fig.subplots(len(panels), 1, sharex=True, squeeze=False)[:, 0]
     for ax, (ylabel, curves) in zip(axes, panels):
         for label, values in curves.items():
@@ -270,7 +271,8 @@ def save_curves(path, panels, xlabel, title=None, width=1):
         ax.legend()
         ax.grid(alpha=0.3)
     axes[-1].set_xlabel(xlabel)
-    axes[0].set_title(title)
+    axes[-1].xaxis.set_major_locator(MaxNLocator(5))  # six-digit iterations stay apart
+    axes[0].set_title(title, fontsize="medium")
     save_figure(fig, path)
 
 

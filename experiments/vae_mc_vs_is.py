@@ -105,7 +105,7 @@ def plot(results, n_images, filename):
     band; each panel's y-range covers the estimates from k = 10 on, where
     the difference lies."""
     rows = (len(results) + 1) // 2
-    fig = Figure(figsize=(7.5, 3.3 * rows), layout="constrained")
+    fig = Figure(figsize=(6.2, 3.0 * rows), layout="constrained")  # printed at ~5.5 in
     axes = fig.subplots(rows, 2, squeeze=False).ravel()
     for ax, (zdim, res) in zip(axes, results.items()):
         for name, color in zip(ESTIMATORS, ("tab:red", "tab:blue")):
@@ -120,7 +120,8 @@ def plot(results, n_images, filename):
         ax.set_ylim(min(shown + [res["elbo"]]) - 0.1 * span, max(shown) + 0.1 * span)
         ax.set_xscale("log")
         gap = res["posterior"]["mean"][-1] - res["prior"]["mean"][-1]
-        ax.set_title(f"zdim = {zdim}: IS - MC = {gap:.1f} nats at k = {res['k'][-1]:,}")
+        ax.set_title(f"zdim = {zdim}: IS - MC = {gap:.1f} nats at k = {res['k'][-1]:,}",
+                     fontsize="medium")
         ax.set(xlabel="number of samples k", ylabel="log p(x) estimate (nats)")
         ax.grid(alpha=0.3)
         ax.legend(loc="lower right", fontsize="small")
