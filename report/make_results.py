@@ -168,6 +168,7 @@ def gan_macros(r, m, source):
     r.add("GanLatentDim", cfg.get("latent_dim"), source)
     r.add("GanDropout", cfg.get("d_dropout"), source, "{:g}")
     r.add("GanRealLabel", cfg.get("real_label"), source, "{:g}")
+    r.add("GanEmaDecay", cfg.get("ema_decay"), source, "{:g}")
     # With real-image target r (one-sided label smoothing) the best D outputs
     # r/2 on both real and generated images once p_g = p_data; its loss there:
     real = cfg.get("real_label")
@@ -224,6 +225,18 @@ def gan_quality_macros(r, m, source):
     r.add("GanAllClassesIteration", its[settled] if settled is not None
           and settled < len(its) else None, source, "{:,}")
     r.add("GanSavePoints", len(fds) or None, source)
+    # the averaged generator against its last iterate, scored at the same points
+    last = m.get("last_iterate_over_training") or {}
+    tenth = m["iterations"] / 10 if "iterations" in m else None
+    for name, values in (("", curve), ("Last", last)):
+        points = list(zip(its, values.get("frechet_distance") or [],
+                          values.get("class_min_share") or []))
+        late_fd = [fd for i, fd, _ in points if half and i >= half]
+        rare = [share for i, _, share in points if tenth and i >= tenth]
+        r.add(f"Gan{name}FdMedianLate", median(late_fd) if late_fd else None, source, "{:.2f}")
+        r.add(f"Gan{name}MinShareLate", 100 * min(rare) if rare else None, source, "{:.1f}")
+        r.add(f"Gan{name}BelowEightPct", 100 * sum(v < 0.08 for v in rare) / len(rare)
+              if rare else None, source, "{:.0f}")
     ref = m.get("quality_reference") or {}
     r.add("GanRealFd", ref.get("real_frechet_distance"), source, "{:.2f}")
     info = ref.get("classifier") or {}
@@ -251,6 +264,25 @@ def remedy_macros(r, m, prefix, source):
               "{:.2f}")
     r.add(prefix + "RealFd", get(m, "quality_reference", "real_frechet_distance"), source,
           "{:.2f}")
+    r.add(prefix + "RecipeVerdict", recipe_verdict(m), source)
+
+
+def recipe_verdict(m):
+    """Which recipe the seeds favour, and how firmly: the gap between the mean
+    Frechet distances against the larger of the two standard deviations."""
+    plain = get(m, "recipes", "plain template") or {}
+    remedy = get(m, "recipes", "dropout + label smoothing") or {}
+    try:
+        gap = plain["frechet_distance_mean"] - remedy["frechet_distance_mean"]
+        spread = max(plain["frechet_distance_std"], remedy["frechet_distance_std"])
+    except KeyError:
+        return None
+    better, worse = (("dropout and label smoothing", "the plain template") if gap > 0
+                     else ("the plain template", "dropout and label smoothing"))
+    firmly = ("by more than twice the seeds' spread" if abs(gap) > 2 * spread else
+              "by more than the seeds' spread" if abs(gap) > spread else
+              "but within the seeds' spread")
+    return f"{better} reach a lower Fréchet distance than {worse}, {firmly}"
 
 
 def mc_macros(r, m, source):

@@ -98,6 +98,13 @@ def quality_section(gan, vae):
         lines.append(f"| GAN, best save point (iteration {curve['iteration'][best]:,}) | "
                      f"{curve['frechet_distance'][best]:.1f} | "
                      f"{100 * curve['class_min_share'][best]:.1f} |")
+        last = gan.get("last_iterate_over_training")
+        for name, values in (("moving average of G", curve), ("last iterate", last or {})):
+            if values:
+                late = slice(steps // 2, None)  # the save points of the second half
+                lines.append(f"| GAN, {name}: median of the second half's save points | "
+                             f"{statistics.median(values['frechet_distance'][late]):.2f} | "
+                             f"{100 * statistics.median(values['class_min_share'][late]):.1f} |")
     if vae:
         floor(vae[0], "binarized")
     for m in vae:
