@@ -1,7 +1,8 @@
 """Seconds per GAN training pass on the CPU, against two references.
 
 In one process, with one thread count, over the grey-scale training images:
-- the training pass of a3_gan_template.py (in-memory batches, its train_step);
+- the training pass of a3_gan_template.py (in-memory batches, its train_step
+  and the update of the averaged generator);
 - the very same matrix products (same shapes and strides, forward and
   backward, recorded from a real step) replayed alone:
   ratio_same_shapes = train_seconds / same_shape_gemm_seconds (target <= 1.5);
@@ -29,7 +30,8 @@ def models(args):
     generator, discriminator = gan.Generator(args.latent_dim), gan.Discriminator(defaults.d_dropout)
     optimizers = [torch.optim.Adam(m.parameters(), lr=defaults.lr, betas=(0.5, 0.999),
                                    fused=True) for m in (generator, discriminator)]
-    return generator, discriminator, *optimizers, defaults.real_label
+    averaged = gan.averaged_generator(generator, defaults.ema_decay)
+    return generator, discriminator, *optimizers, defaults.real_label, averaged
 
 
 def time_pass(loader, args):
@@ -37,12 +39,13 @@ def time_pass(loader, args):
     each from freshly initialised networks."""
     best = float("inf")
     for _ in range(args.repeats):
-        generator, discriminator, opt_g, opt_d, real_label = models(args)
+        generator, discriminator, opt_g, opt_d, real_label, averaged = models(args)
         started = time.perf_counter()
         for batch in loader:
             batch = batch[0] if isinstance(batch, list) else batch  # (images, labels)
             gan.train_step(batch, discriminator, generator, opt_g, opt_d, args.latent_dim,
                            real_label)
+            averaged.update_parameters(generator)
         best = min(best, time.perf_counter() - started)
     return best
 
@@ -78,7 +81,7 @@ def main(argv=None):
     time_pass(datasets.TensorLoader(ours.data[:10 * args.batch_size], args.batch_size), args)
     train_seconds = time_pass(ours, args)
     dataloader_seconds = time_pass(theirs, args)
-    generator, discriminator, opt_g, opt_d, real_label = models(args)
+    generator, discriminator, opt_g, opt_d, real_label, _ = models(args)
     calls = gemm.record(lambda: gan.train_step(ours.data[:args.batch_size], discriminator,
                                                generator, opt_g, opt_d, args.latent_dim,
                                                real_label))
