@@ -91,3 +91,20 @@ def test_results_of_changed_code_are_named_stale(tmp_path, monkeypatch):
     (repo / "model.py").write_text("x = 2\n")
     stale = dict(results.stale_results(str(out)))
     assert stale[str(out / "a_metrics.json")] == f"code changed since {commit[:8]}: model.py"
+
+
+def test_the_recipe_verdict_weighs_the_gap_against_the_seeds_spread():
+    from report.make_results import recipe_verdict
+
+    def comparison(plain, remedy, std):
+        return {"recipes": {
+            "plain template": {"frechet_distance_mean": plain, "frechet_distance_std": std},
+            "dropout + label smoothing": {"frechet_distance_mean": remedy,
+                                          "frechet_distance_std": std}}}
+
+    assert recipe_verdict(comparison(10.0, 4.0, 2.0)).startswith("dropout and label smoothing")
+    assert recipe_verdict(comparison(10.0, 4.0, 2.0)).endswith("twice the seeds' spread")
+    assert recipe_verdict(comparison(4.0, 5.0, 0.8)).startswith("the plain template")
+    assert recipe_verdict(comparison(4.0, 5.0, 0.8)).endswith("by more than the seeds' spread")
+    assert recipe_verdict(comparison(5.0, 4.5, 1.0)).endswith("but within the seeds' spread")
+    assert recipe_verdict({}) is None
