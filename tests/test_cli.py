@@ -129,6 +129,8 @@ BAD_FLAGS = [
     ("gan", ["--batch_size", "1"], "--batch_size: must be >= 2, got 1"),
     ("gan", ["--d_dropout", "1"], "--d_dropout: must be in [0, 1)"),
     ("gan", ["--real_label", "0.4"], "--real_label: must be in (0.5, 1]"),
+    ("gan", ["--ema_decay", "1"], "--ema_decay: must be in [0, 1)"),
+    ("gan", ["--ema_decay", "nan"], "--ema_decay: must be in [0, 1)"),
     ("gan", ["--dataset", "foo"], "invalid choice: 'foo'"),
     ("gan", ["--latent_dim", "100000000000"], "--latent_dim needs about"),
 ]
