@@ -103,7 +103,7 @@ def evaluation_images(data_dir, n_images, device):
 def plot(results, n_images, filename):
     """A 2 x 2 grid, one panel per zdim, both estimators' mean with a +-1 std
     band; each panel's y-range covers the estimates from k = 10 on, where
-    the difference lies."""
+    the difference lies. One legend below the grid, over no data."""
     rows = (len(results) + 1) // 2
     fig = Figure(figsize=(6.2, 3.0 * rows), layout="constrained")  # printed at ~5.5 in
     axes = fig.subplots(rows, 2, squeeze=False).ravel()
@@ -120,14 +120,16 @@ def plot(results, n_images, filename):
         ax.set_ylim(min(shown + [res["elbo"]]) - 0.1 * span, max(shown) + 0.1 * span)
         ax.set_xscale("log")
         gap = res["posterior"]["mean"][-1] - res["prior"]["mean"][-1]
-        ax.set_title(f"zdim = {zdim}: IS - MC = {gap:.1f} nats at k = {res['k'][-1]:,}",
-                     fontsize="medium")
+        ax.set_title(f"zdim = {zdim}: IS - MC = {gap:.1f} nats", fontsize="medium")
         ax.set(xlabel="number of samples k", ylabel="log p(x) estimate (nats)")
         ax.grid(alpha=0.3)
-        ax.legend(loc="lower right", fontsize="small")
     for ax in axes[len(results):]:
         ax.set_visible(False)
-    fig.suptitle(f"log p(x) of {n_images} test images (mean and std over repeats)")
+    fig.legend(*axes[0].get_legend_handles_labels(), loc="outside lower center", ncol=3,
+               fontsize="small")
+    fig.suptitle(f"log p(x) of {n_images} test images (mean and std over repeats); "
+                 f"IS - MC at k = {max(res['k'][-1] for res in results.values()):,}",
+                 fontsize="medium")
     utils.save_figure(fig, filename)
 
 
