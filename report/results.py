@@ -184,8 +184,11 @@ def run_time(vae, gan, bench):
     text = (f"- `make run` on this machine: the {len(vae)} VAE runs took {minutes:.0f} min "
             "of training and test evaluation")
     if gan:
-        text += (f", the GAN {sum(gan['seconds_per_epoch']) / 60:.0f} min (with its "
-                 "quality scoring), the two side by side on the two cores")
+        gan_minutes = sum(gan["seconds_per_epoch"]) / 60
+        text += (f", the GAN {gan_minutes:.0f} min (with its quality scoring): "
+                 f"{minutes + gan_minutes:.0f} min one after the other, plus the few minutes "
+                 "of question 1.4's experiment; here they ran side by side, one per core, "
+                 "each on one thread")
     lines = [text + "."]
     if gan and bench and "train_seconds" in bench:
         quiet = bench["train_seconds"] * 60_000 / bench["images"]
