@@ -255,8 +255,8 @@ def remedy_macros(r, m, prefix, source):
     r.add(prefix + "RecipeSeeds", len(m["seeds"]) if "seeds" in m else None, source)
     for word, name in (("Plain", "plain template"), ("Remedy", "dropout + label smoothing")):
         run = get(m, "recipes", name) or {}
-        r.add(prefix + word + "Fd", run.get("frechet_distance_mean"), source, "{:.1f}")
-        r.add(prefix + word + "FdStd", run.get("frechet_distance_std"), source, "{:.1f}")
+        r.add(prefix + word + "Fd", run.get("frechet_distance_mean"), source, "{:.2f}")
+        r.add(prefix + word + "FdStd", run.get("frechet_distance_std"), source, "{:.2f}")
         share = run.get("class_min_share_mean")
         r.add(prefix + word + "MinShare", 100 * share if share is not None else None, source,
               "{:.1f}")
