@@ -20,7 +20,7 @@ import sys
 
 # results.py (standard library only at import) owns where the best VAE run
 # lives and the published figure it is compared with.
-from report.results import BEST_DIR, BEST_ZDIM, PUBLISHED_NLL
+from report.results import BEST_DIR, BEST_ZDIM, PUBLISHED_NLL, from_iteration
 
 MISSING = r"\MissingResult"
 
@@ -229,10 +229,8 @@ def gan_quality_macros(r, m, source):
     last = m.get("last_iterate_over_training") or {}
     tenth = m["iterations"] / 10 if "iterations" in m else None
     for name, values in (("", curve), ("Last", last)):
-        points = list(zip(its, values.get("frechet_distance") or [],
-                          values.get("class_min_share") or []))
-        late_fd = [fd for i, fd, _ in points if half and i >= half]
-        rare = [share for i, _, share in points if tenth and i >= tenth]
+        late_fd = from_iteration(m, values.get("frechet_distance") or [], half) if half else []
+        rare = from_iteration(m, values.get("class_min_share") or [], tenth) if tenth else []
         r.add(f"Gan{name}FdMedianLate", median(late_fd) if late_fd else None, source, "{:.2f}")
         r.add(f"Gan{name}MinShareLate", 100 * min(rare) if rare else None, source, "{:.1f}")
         r.add(f"Gan{name}BelowEightPct", 100 * sum(v < 0.08 for v in rare) / len(rare)

@@ -75,6 +75,13 @@ def gan_section(m):
     return lines
 
 
+def from_iteration(gan, values, first):
+    """The values of a curve over the GAN's save points (quality_over_training
+    or last_iterate_over_training) at iteration `first` and after."""
+    iterations = (gan.get("quality_over_training") or {}).get("iteration") or []
+    return [v for i, v in zip(iterations, values) if i >= first]
+
+
 def quality_section(gan, vae):
     """Frechet distances (classifier features of the samples vs held-out test
     images of the same kind): the GAN over training, the VAE, and the floor
@@ -101,10 +108,10 @@ def quality_section(gan, vae):
         last = gan.get("last_iterate_over_training")
         for name, values in (("moving average of G", curve), ("last iterate", last or {})):
             if values:
-                late = slice(steps // 2, None)  # the save points of the second half
+                late = [statistics.median(from_iteration(gan, values[key], gan["iterations"] // 2))
+                        for key in ("frechet_distance", "class_min_share")]
                 lines.append(f"| GAN, {name}: median of the second half's save points | "
-                             f"{statistics.median(values['frechet_distance'][late]):.2f} | "
-                             f"{100 * statistics.median(values['class_min_share'][late]):.1f} |")
+                             f"{late[0]:.2f} | {100 * late[1]:.1f} |")
     if vae:
         floor(vae[0], "binarized")
     for m in vae:
