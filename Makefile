@@ -4,7 +4,7 @@
 # make run-vae-best - the VAE that targets the published test NLL (about 45 min)
 # make run-experiments - the GAN recipe comparison on grey-scale and on binarized MNIST
 # make bench   - the speed benchmarks, written to images/bench_*.json
-# make results - rewrite README.md's results section and flag tables
+# make results - rewrite the generated parts of README.md, docs/results.md, docs/flags.md
 # Data: DATA_DIR (default ./data) is passed to the scripts as --data_dir.
 # Runs that find finished epochs in OUT_DIR refuse to start over: pass
 # RUN_FLAGS=--resume to continue them or RUN_FLAGS=--overwrite to redo them.
@@ -79,7 +79,7 @@ STRICT ?= 0
 NAME ?=
 STUDENT_ID ?=
 ZIP = $(shell echo "$(NAME)" | awk '{print tolower($$NF)}' | tr -cd 'a-z0-9_-')_assignment3.zip
-SUBMISSION_FILES = git ls-files -- '*.py' README.md requirements.txt Makefile pytest.ini \
+SUBMISSION_FILES = git ls-files -- '*.py' README.md 'docs/*.md' requirements.txt Makefile pytest.ini \
 	'report/*.tex' 'report/*.bib' report/build.sh ':!report/results.tex'
 
 .PHONY: report submission

@@ -7,22 +7,18 @@ digits of different classes go to --out_dir.
 
     python a3_gan_template.py --data_dir ../shared/datasets
 """
-import argparse
 import sys
 import time
 
-try:  # Ctrl-C while torch loads (seconds): one line, not a traceback
-    import torch
-    import torch.nn as nn
-    import torch.nn.functional as F
-    from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
-    import datasets
-    import sample_quality
-    import utils
-except KeyboardInterrupt:
-    print("interrupted: during start-up; nothing was written", file=sys.stderr)
-    sys.exit(130)
+import datasets
+import figures
+import sample_quality
+import utils
 
 CURVES = ("loss_D", "loss_G", "D_x", "D_G_z")
 # A mean loss beyond this many nats means the logits have blown up: D at
@@ -123,56 +119,69 @@ def train_step(imgs, discriminator, generator, optimizer_G, optimizer_D,
 
 def train(dataloader, discriminator, generator, optimizer_G, optimizer_D, args, state,
           run, score):
-    """Train from the checkpoint's epoch to args.n_epochs. At the start, every
-    save interval, halfway and at the end: a grid of 25 samples of fixed
-    noise from the averaged generator and, when `score` is given, the quality
-    score of the averaged generator and of the last iterate. After every
-    epoch: the statistics, checked for divergence, and a checkpoint."""
-    history, averaged = state["history"], state["generator_ema"]
-    total = args.n_epochs * len(dataloader)
+    """Train from the checkpoint's epoch to args.n_epochs, with a save point at
+    the start, every save interval, halfway and at the end, and a checkpoint
+    after every epoch."""
+    averaged, optimizers = state["generator_ema"], (optimizer_G, optimizer_D)
+    saves = set(save_points(args.n_epochs, len(dataloader), args.save_interval))
     fixed_noise = torch.randn(25, args.latent_dim,
                               generator=torch.Generator().manual_seed(args.seed))
-
-    def check(steps, where):
-        """Stop on divergence before it reaches a figure, a score or a checkpoint."""
-        weights = torch.cat([t.flatten() for opt in (optimizer_G, optimizer_D)
-                             for p in opt.param_groups[0]["params"]
-                             for t in (p, *opt.state[p].values())])
-        if steps:
-            utils.check_finite({"the losses": torch.stack(steps)[:, :2]}, where, DIVERGED)
-        utils.check_finite({"the weights or Adam's state": weights}, where)
-
-    def save_point(iteration):
-        save_samples(averaged.module, fixed_noise, run.path(f"samples_iter{iteration}.png"))
-        if score is not None:
-            last = score(generator)
-            state["quality"].append({"iteration": iteration, **score(averaged.module),
-                                     "last_iterate": {key: last[key] for key in LAST_ITERATE}})
-
-    if not history["seconds_per_epoch"]:
-        save_point(0)
-    for epoch in range(len(history["seconds_per_epoch"]) + 1, args.n_epochs + 1):
+    first = len(state["history"]["seconds_per_epoch"]) + 1
+    if first == 1:
+        save_point(0, state, score, fixed_noise, run)
+    for epoch in range(first, args.n_epochs + 1):
         generator.train()
         discriminator.train()
-        started = time.perf_counter()
-        iteration, steps = (epoch - 1) * len(dataloader), []
-        for imgs in dataloader:
+        started, steps = time.perf_counter(), []
+        for iteration, imgs in enumerate(dataloader, (epoch - 1) * len(dataloader) + 1):
             stats = train_step(imgs, discriminator, generator, optimizer_G, optimizer_D,
                                args.latent_dim, args.real_label)
             averaged.update_parameters(generator)
             steps.append(torch.stack([stats[name] for name in CURVES]))
-            iteration += 1
-            if iteration % args.save_interval == 0 or iteration in (total // 2, total):
-                check(steps, f"in epoch {epoch}, by iteration {iteration}")
-                save_point(iteration)
-        check(steps, f"in epoch {epoch}")
-        steps = torch.stack(steps).double()
-        state["curves"] = torch.cat([state["curves"], steps.cpu()])
-        for name, value in zip(CURVES, steps.mean(0).tolist()):
-            history[name].append(value)
-        history["seconds_per_epoch"].append(time.perf_counter() - started)
-        run.save(epoch, state)
-        utils.print_epoch(epoch, args.n_epochs, history)
+            if iteration in saves:
+                check_divergence(steps, optimizers, f"in epoch {epoch}, by iteration {iteration}")
+                save_point(iteration, state, score, fixed_noise, run)
+        check_divergence(steps, optimizers, f"in epoch {epoch}")
+        record_epoch(state, steps, time.perf_counter() - started)
+        run.end_epoch(state)
+
+
+def save_points(n_epochs, steps_per_epoch, save_interval):
+    """The iterations after which the run saves a grid and scores: 0, every
+    save_interval, halfway and the last."""
+    total = n_epochs * steps_per_epoch
+    return sorted({0, total // 2, total, *range(save_interval, total + 1, save_interval)})
+
+
+def save_point(iteration, state, score, fixed_noise, run):
+    """A grid of the averaged generator's samples of the fixed noise and, with
+    a score, the quality of the averaged generator and of the last iterate."""
+    averaged = state["generator_ema"].module
+    save_samples(averaged, fixed_noise, run.path(f"samples_iter{iteration}.png"))
+    if score is not None:
+        last = score(state["generator"])
+        state["quality"].append({"iteration": iteration, **score(averaged),
+                                 "last_iterate": {key: last[key] for key in LAST_ITERATE}})
+
+
+def check_divergence(steps, optimizers, where):
+    """Stop on losses beyond DIVERGED or non-finite weights or Adam state,
+    before they reach a figure, a score or a checkpoint."""
+    weights = torch.cat([t.flatten() for opt in optimizers for p in opt.param_groups[0]["params"]
+                         for t in (p, *opt.state[p].values())])
+    if steps:
+        utils.check_finite({"the losses": torch.stack(steps)[:, :2]}, where, DIVERGED)
+    utils.check_finite({"the weights or Adam's state": weights}, where)
+
+
+def record_epoch(state, steps, seconds):
+    """The epoch's statistics: every iteration's in state["curves"], their
+    means and the epoch's seconds in state["history"]."""
+    steps = torch.stack(steps).double()
+    state["curves"] = torch.cat([state["curves"], steps.cpu()])
+    for name, value in zip(CURVES, steps.mean(0).tolist()):
+        state["history"][name].append(value)
+    state["history"]["seconds_per_epoch"].append(seconds)
 
 
 # ------------------------------------------------------------------- outputs
@@ -193,8 +202,24 @@ def to_unit(images):
 
 
 def save_samples(generator, noise, path):
-    utils.save_png(generate(generator, noise), path, upscale=4, nrow=5, normalize=True,
-                   value_range=(-1, 1))
+    figures.save_png(generate(generator, noise), path, upscale=4, nrow=5, normalize=True,
+                     value_range=(-1, 1))
+
+
+class SampleScore:
+    """The quality of a generator's samples of one fixed noise batch against
+    the held-out test images (sample_quality.Scorer); `summary` holds the
+    classifier's accuracy and the floor of as many real training images."""
+
+    def __init__(self, args, train_images):
+        self.scorer, self.summary = sample_quality.scorer_for(
+            args.data_dir, to_unit(real_images(args, "test")),
+            to_unit(train_images[:args.quality_samples]))
+        self.noise = torch.randn(args.quality_samples, args.latent_dim,
+                                 generator=torch.Generator().manual_seed(args.seed + 1))
+
+    def __call__(self, generator):
+        return self.scorer(to_unit(generate(generator, self.noise)))
 
 
 @torch.no_grad()
@@ -225,16 +250,46 @@ def save_interpolation(generator, classifier, noise, path):
             if best is None or key > best[0]:
                 best = key, row, path_labels, path_conf
     (blend_frames, _), row, path_labels, path_conf = best
-    utils.save_png(row, path, upscale=4, nrow=len(row), normalize=True, value_range=(-1, 1))
+    figures.save_png(row, path, upscale=4, nrow=len(row), normalize=True, value_range=(-1, 1))
     return {"labels_along_path": path_labels.tolist(),
             "confidences_along_path": [round(c, 4) for c in path_conf.tolist()],
             "different_classes": bool(path_labels[0] != path_labels[-1]),
             "blend_frames": blend_frames, "steps": len(row) - 2}
 
 
+def write_outputs(args, state, run, score, classifier):
+    generator = state["generator_ema"].module  # the averaged weights sample
+    utils.save_torch(generator.state_dict(), run.path("generator.pt"))
+    utils.save_torch(state["discriminator"].state_dict(), run.path("discriminator.pt"))
+    curves, width = state["curves"].T.tolist(), max(1, min(200, len(state["curves"]) // 50))
+    figures.save_curves(run.path("losses.png"), [
+        ("loss", {"D loss": curves[0], "G loss (non-saturating)": curves[1]}),
+        ("mean discriminator output", {"D(x)": curves[2], "D(G(z))": curves[3]})],
+        "iteration", f"GAN training (moving average over {width} iterations)", width)
+    noise = torch.randn(CANDIDATES, args.latent_dim,
+                        generator=torch.Generator().manual_seed(args.seed + 2))
+    metrics = {"device": str(args.device), "iterations": len(state["curves"]),
+               **training_config(args), **state["history"],
+               "interpolation": save_interpolation(generator, classifier, noise,
+                                                   run.path("interpolation.png"))}
+    if score is not None:
+        quality = state["quality"]
+        sample_quality.plot_quality(quality, score.summary, run.path("quality.png"))
+        metrics.update({**quality[-1], "quality_reference": score.summary,
+                        "stray_pixels_per_image": sample_quality.stray_pixels(
+                            (generate(generator, score.noise) + 1) / 2),
+                        "quality_over_training": {key: [q[key] for q in quality] for key in (
+                            "iteration", "frechet_distance", "class_min_share",
+                            "class_entropy_normalized")},
+                        "last_iterate_over_training": {
+                            key: [q["last_iterate"][key] for q in quality]
+                            for key in LAST_ITERATE}})
+    run.save_metrics(metrics)
+
+
 # ----------------------------------------------------------------- the run
 def build_parser():
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = utils.parser(__doc__.split("\n")[0])
     parser.add_argument("--n_epochs", type=utils.positive_int, default=200,
                         help="number of epochs")
     parser.add_argument("--batch_size", type=utils.number(int, 2), default=64,
@@ -245,9 +300,10 @@ def build_parser():
                         help="dimensionality of the latent space")
     parser.add_argument("--save_interval", type=utils.positive_int, default=500,
                         help="save a sample grid every SAVE_INTERVAL iterations")
-    parser.add_argument("--quality_samples", type=sample_quality.sample_count, default=10000,
-                        help="generated images scored at every save point "
-                             f"(0: skip; else at least {sample_quality.MIN_SAMPLES})")
+    parser.add_argument("--quality_samples", default=10000,
+                        type=sample_quality.sample_count(datasets.mnist.SIZES["train"]),
+                        help="generated images scored at every save point (0: skip; else "
+                             f"{sample_quality.MIN_SAMPLES} to as many as training images)")
     parser.add_argument("--d_dropout", type=utils.number(float, 0, 1, high_open=True),
                         default=0.3, help="dropout after each hidden layer of D "
                                           "(0: the plain template)")
@@ -263,17 +319,6 @@ def build_parser():
     utils.add_run_flags(parser, "folder holding MNIST/raw/ (downloaded if missing) "
                                 "and, for --dataset bmnist, binarized_mnist/")
     return parser
-
-
-def parse_args(argv):
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    args.device = utils.resolve_device(parser, args.device)
-    utils.check_memory(parser, args.device, {
-        "--latent_dim": 4 * 4 * 128 * args.latent_dim,  # weights, grads, Adam
-        "--quality_samples": 4 * args.quality_samples * (args.latent_dim + 3 * 784)})
-    utils.check_out_dir(parser, args.out_dir, "gan_samples_iter1000000000.png")
-    return args
 
 
 def training_config(args):
@@ -293,62 +338,20 @@ def real_images(args, split):
     return images.view(-1, 1, 28, 28)
 
 
-def build_scorer(args, train_images):
-    """score(generator): the quality of its samples of fixed noise against the
-    test images, with the floor of as many training images; or None, with
-    --quality_samples 0. And the digit classifier, which the interpolation
-    needs either way."""
-    if not args.quality_samples:
-        return None, None, sample_quality.load_classifier(args.data_dir)[0]
-    scorer, summary = sample_quality.scorer_for(
-        args.data_dir, to_unit(real_images(args, "test")),
-        to_unit(train_images[:args.quality_samples]))
-    noise = torch.randn(args.quality_samples, args.latent_dim,
-                        generator=torch.Generator().manual_seed(args.seed + 1))
-
-    def score(generator):
-        return scorer(to_unit(generate(generator, noise)))
-
-    score.noise = noise
-    return score, summary, scorer.classifier
-
-
-def write_outputs(args, state, run, score, summary, classifier):
-    generator = state["generator_ema"].module  # the averaged weights sample
-    utils.save_torch(generator.state_dict(), run.path("generator.pt"))
-    utils.save_torch(state["discriminator"].state_dict(), run.path("discriminator.pt"))
-    curves, width = state["curves"].T.tolist(), max(1, min(200, len(state["curves"]) // 50))
-    utils.save_curves(run.path("losses.png"), [
-        ("loss", {"D loss": curves[0], "G loss (non-saturating)": curves[1]}),
-        ("mean discriminator output", {"D(x)": curves[2], "D(G(z))": curves[3]})],
-        "iteration", f"GAN training (moving average over {width} iterations)", width)
-    noise = torch.randn(CANDIDATES, args.latent_dim,
-                        generator=torch.Generator().manual_seed(args.seed + 2))
-    metrics = {"device": str(args.device), "iterations": len(state["curves"]),
-               **training_config(args), **state["history"],
-               "interpolation": save_interpolation(generator, classifier, noise,
-                                                   run.path("interpolation.png"))}
-    if score is not None:
-        sample_quality.plot_quality(state["quality"], summary, run.path("quality.png"))
-        final = (generate(generator, score.noise) + 1) / 2
-        metrics.update({**state["quality"][-1], "quality_reference": summary,
-                        "stray_pixels_per_image": sample_quality.stray_pixels(final),
-                        "quality_over_training": {
-                            key: [q[key] for q in state["quality"]] for key in (
-                                "iteration", "frechet_distance", "class_min_share",
-                                "class_entropy_normalized")},
-                        "last_iterate_over_training": {
-                            key: [q["last_iterate"][key] for q in state["quality"]]
-                            for key in LAST_ITERATE}})
-    run.save_metrics(metrics)
+def outputs(args, steps_per_epoch):
+    """The files this run writes besides its checkpoint and metrics."""
+    grids = [f"samples_iter{i}.png"
+             for i in save_points(args.n_epochs, steps_per_epoch, args.save_interval)]
+    return [*grids, "losses.png", "interpolation.png", "generator.pt", "discriminator.pt",
+            *(["quality.png"] if args.quality_samples else [])]
 
 
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else list(argv)
-    args = parse_args(argv)
-    with utils.Run(args, "gan", training_config(args), __file__, argv) as run:
-        run.start()
-        utils.seed_everything(args.seed)
+    args = build_parser().parse_args(argv)
+    with utils.Run(args, "gan", training_config(args), args.n_epochs, __file__, argv,
+                   "--quality_samples or --latent_dim") as run:
+        torch.manual_seed(args.seed)
         train_images = real_images(args, "train")
         images = train_images[:args.max_images or None].to(args.device)
         if len(images) < args.batch_size:
@@ -356,31 +359,28 @@ def main(argv=None):
                                      f"batch of {args.batch_size}")
         dataloader = datasets.TensorLoader(images, args.batch_size, shuffle=True,
                                            drop_last=True)
+        run.start(outputs(args, len(dataloader)))
         # The classifier and the test images: fail now, not after hours of training.
-        score, summary, classifier = build_scorer(args, train_images)
+        score = SampleScore(args, train_images) if args.quality_samples else None
+        classifier = (score.scorer.classifier if score
+                      else sample_quality.load_classifier(args.data_dir)[0])
         generator = Generator(args.latent_dim).to(args.device)
         discriminator = Discriminator(args.d_dropout).to(args.device)
-        optimizer_G = torch.optim.Adam(generator.parameters(), lr=args.lr,
-                                       betas=(0.5, 0.999), fused=True)
-        optimizer_D = torch.optim.Adam(discriminator.parameters(), lr=args.lr,
-                                       betas=(0.5, 0.999), fused=True)
+        optimizer_G, optimizer_D = (torch.optim.Adam(m.parameters(), lr=args.lr,
+                                                     betas=(0.5, 0.999), fused=True)
+                                    for m in (generator, discriminator))
         state = {"generator": generator, "discriminator": discriminator,
                  "generator_ema": averaged_generator(generator, args.ema_decay),
                  "optimizer_G": optimizer_G, "optimizer_D": optimizer_D,
                  "history": {name: [] for name in CURVES + ("seconds_per_epoch",)},
                  "curves": torch.zeros(0, len(CURVES), dtype=torch.float64), "quality": []}
-        if args.resume:  # one row of statistics per finished iteration
-            print("resuming after epoch", run.load(state, lambda s, n: tuple(
-                s["curves"].shape) == (n * len(dataloader), len(CURVES))))
+        if args.resume:
+            print("resuming after epoch", run.load(state))
         train(dataloader, discriminator, generator, optimizer_G, optimizer_D, args, state,
               run, score)
-        write_outputs(args, state, run, score, summary, classifier)
+        write_outputs(args, state, run, score, classifier)
     return run.status
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except KeyboardInterrupt:  # while the flags are checked, before the run harness
-        print("interrupted: during start-up; nothing was written", file=sys.stderr)
-        sys.exit(130)
+    sys.exit(main())

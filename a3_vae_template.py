@@ -3,24 +3,21 @@ a Gaussian encoder q(z|x) and a Bernoulli decoder p(x|z), both MLPs, trained on
 an ELBO written out by hand from logits (closed-form KL, one reparametrized
 sample per image). Usage: python a3_vae_template.py --data_dir ../shared/datasets
 """
-import argparse
 import math
 import sys
 import time
 
-try:  # Ctrl-C while torch loads (seconds): one line, not a traceback
-    import torch
-    import torch.nn as nn
-    import torch.nn.functional as F
-    from scipy.stats import norm
-    from torchvision.utils import make_grid
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from scipy.stats import norm
+from torchvision.utils import make_grid
 
-    import sample_quality
-    import utils
-    from datasets import bmnist, load_bmnist_split
-except KeyboardInterrupt:
-    print("interrupted: during start-up; nothing was written", file=sys.stderr)
-    sys.exit(130)
+import figures
+import sample_quality
+import utils
+from datasets import bmnist, load_bmnist_split
+from datasets.bmnist import SPLITS
 
 PIXELS = 784
 LOG_2PI = math.log(2 * math.pi)
@@ -209,7 +206,7 @@ def run_epoch(model, data, optimizer, kl_weight=1.0):
 
 def train(args, data, state, run):
     """Train from the checkpoint's epoch to args.epochs: sample grids halfway
-    and at the end, a checkpoint after every epoch."""
+    and at the end, a checkpoint and a line after every epoch."""
     model, optimizer, history = state["model"], state["optimizer"], state["history"]
     for epoch in range(len(history["train_elbo"]) + 1, args.epochs + 1):
         started = time.perf_counter()
@@ -223,8 +220,7 @@ def train(args, data, state, run):
             save_samples(model, args.seed, run.path(f"samples_epoch{epoch}.png"))
         if args.keep_best and val_elbo >= max(history["val_elbo"]):
             state["best"] = {k: v.clone() for k, v in model.state_dict().items()}
-        run.save(epoch, state)
-        utils.print_epoch(epoch, args.epochs, history)
+        run.end_epoch(state)
 
 
 @torch.no_grad()
@@ -234,7 +230,7 @@ def evaluate(model, data, iw_samples):
     model.eval()
     n_images = len(data.data)
     print(f"test evaluation: {n_images:,} images x {iw_samples:,} importance samples")
-    progress = utils.progress_printer(n_images * iw_samples)
+    progress = progress_printer(n_images * iw_samples)
     elbo = nll = 0.0
     for imgs in data:
         x = imgs.view(-1, PIXELS)
@@ -245,10 +241,26 @@ def evaluate(model, data, iw_samples):
     return [value.item() for value in averages.values()]
 
 
+def progress_printer(total):
+    """progress(n): n more of `total` units are done. Prints a line at every
+    tenth of the work and at least once a minute."""
+    started = last = time.perf_counter()
+    done = tenths = 0
+
+    def progress(n):
+        nonlocal done, tenths, last
+        done += n
+        now = time.perf_counter()
+        if done * 10 // total > tenths or now - last >= 60:
+            tenths, last = done * 10 // total, now
+            print(f"  {100 * done / total:.0f}% after {now - started:.0f} s", flush=True)
+    return progress
+
+
 # ------------------------------------------------------------------ figures
 def save_elbo_plot(train_curve, val_curve, filename):
-    utils.save_curves(filename, [("average ELBO (nats per image)",
-                                  {"train": train_curve, "validation": val_curve})], "epoch")
+    figures.save_curves(filename, [("average ELBO (nats per image)",
+                                    {"train": train_curve, "validation": val_curve})], "epoch")
 
 
 def save_samples(model, seed, filename, n=64):
@@ -260,7 +272,7 @@ def save_samples(model, seed, filename, n=64):
     left = make_grid(sampled_ims.cpu(), nrow=nrow, pad_value=0.5)
     right = make_grid(im_means.cpu(), nrow=nrow, pad_value=0.5)
     gap = torch.ones(3, left.shape[1], 8)
-    utils.save_png(torch.cat([left, gap, right], dim=2)[None], filename, upscale=2)
+    figures.save_png(torch.cat([left, gap, right], dim=2)[None], filename, upscale=2)
 
 
 @torch.no_grad()
@@ -273,19 +285,20 @@ def save_manifold(model, filename, n=20):
     z = torch.stack([z1.reshape(-1), z2.reshape(-1)], dim=1)
     device = next(model.parameters()).device
     means = model.decoder(z.to(device)).view(-1, 1, 28, 28)
-    utils.save_png(means, filename, upscale=2, nrow=n, padding=0)
+    figures.save_png(means, filename, upscale=2, nrow=n, padding=0)
 
 
 # ---------------------------------------------------------------- the run
 def build_parser():
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = utils.parser(__doc__.split("\n")[0])
     parser.add_argument("--epochs", default=40, type=utils.positive_int,
                         help="max number of epochs")
     parser.add_argument("--zdim", default=20, type=utils.positive_int,
                         help="dimensionality of latent space")
     parser.add_argument("--hidden_dim", default=512, type=utils.positive_int,
                         help="units in each of the two hidden layers")
-    parser.add_argument("--batch_size", default=128, type=utils.positive_int)
+    parser.add_argument("--batch_size", default=128, type=utils.positive_int,
+                        help="images per training step")
     parser.add_argument("--lr", default=1e-3, type=utils.positive_float,
                         help="Adam's initial learning rate (cosine decay to 0)")
     parser.add_argument("--warmup", default=0, type=utils.nonneg_int,
@@ -296,24 +309,14 @@ def build_parser():
                              "validation ELBO (early stopping) instead of the last")
     parser.add_argument("--iw_samples", default=500, type=utils.positive_int,
                         help="importance samples per test image for the NLL")
-    parser.add_argument("--quality_samples", default=10000, type=sample_quality.sample_count,
-                        help="samples scored by sample_quality.py after training "
-                             f"(0: skip; else at least {sample_quality.MIN_SAMPLES})")
+    parser.add_argument("--quality_samples", default=10000,
+                        type=sample_quality.sample_count(SPLITS["train"]),
+                        help="samples scored by sample_quality.py after training (0: skip; "
+                             f"else {sample_quality.MIN_SAMPLES} to the {SPLITS['train']:,} "
+                             "training images that give the score's floor)")
     utils.add_run_flags(parser, "folder holding binarized_mnist/ (downloaded if "
                                 "missing) and, for the quality score, MNIST/raw/")
     return parser
-
-
-def parse_args(argv):
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    args.device = utils.resolve_device(parser, args.device)
-    h, z = args.hidden_dim, args.zdim  # float32 weights, gradients and Adam's two moments
-    utils.check_memory(parser, args.device, {
-        "--hidden_dim/--zdim": 16 * 2 * (PIXELS * h + h * h + 3 * h * z),
-        "--quality_samples": 4 * 3 * PIXELS * args.quality_samples})
-    utils.check_out_dir(parser, args.out_dir, f"vae_z{args.zdim}_samples_epoch{args.epochs}.png")
-    return args
 
 
 def training_config(args):
@@ -362,12 +365,19 @@ def finish(args, data, test_data, state, quality, run):
     run.save_metrics(metrics)
 
 
+def outputs(args):
+    """The files this run writes besides its checkpoint and metrics."""
+    grids = {f"samples_epoch{e}.png" for e in (0, args.epochs // 2, args.epochs)}
+    return [*grids, "elbo.png", "model.pt", *(["manifold.png"] if args.zdim == 2 else [])]
+
+
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else list(argv)
-    args = parse_args(argv)
-    with utils.Run(args, f"vae_z{args.zdim}", training_config(args), __file__, argv) as run:
-        run.start()
-        utils.seed_everything(args.seed)
+    args = build_parser().parse_args(argv)
+    with utils.Run(args, f"vae_z{args.zdim}", training_config(args), args.epochs, __file__,
+                   argv, "--hidden_dim, --zdim or --batch_size") as run:
+        run.start(outputs(args))
+        torch.manual_seed(args.seed)
         train_data, val_data, test_data = bmnist(args.data_dir, args.batch_size,
                                                  device=args.device)
         if args.max_images:
@@ -379,11 +389,11 @@ def main(argv=None):
         state = {"model": model, "optimizer": optimizer,
                  "scheduler": torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, args.epochs),
                  "history": {"train_elbo": [], "val_elbo": [], "seconds_per_epoch": []},
-                 "best": None}
-        if args.resume:  # with --keep_best, a kept epoch that fits the model
-            print("resuming after epoch", run.load(state, lambda s, n: (
-                s["best"] is not None and utils.shapes(s["best"]) == utils.shapes(
-                    model.state_dict()) if args.keep_best and n else s["best"] is None)))
+                 # with --keep_best, the weights of the best epoch so far
+                 "best": {k: v.clone() for k, v in model.state_dict().items()}
+                 if args.keep_best else None}
+        if args.resume:
+            print("resuming after epoch", run.load(state))
         else:
             save_samples(model, args.seed, run.path("samples_epoch0.png"))
         data = (train_data, val_data)
@@ -393,8 +403,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except KeyboardInterrupt:  # while the flags are checked, before the run harness
-        print("interrupted: during start-up; nothing was written", file=sys.stderr)
-        sys.exit(130)
+    sys.exit(main())

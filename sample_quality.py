@@ -19,6 +19,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 import datasets
+import figures
 import utils
 
 FEATURES = 128
@@ -30,14 +31,18 @@ STEPS, STEP_BATCH, LR, SEED = 4000, 128, 1e-3, 0
 CACHE = f"digit_classifier_s{STEPS}_b{STEP_BATCH}_seed{SEED}_t1.pt"
 
 
-def sample_count(text):
-    """argparse type of --quality_samples: 0 (skip scoring) or enough images
-    for a non-singular feature covariance."""
-    value = utils.nonneg_int(text)
-    if 0 < value < MIN_SAMPLES:
-        raise utils.argparse.ArgumentTypeError(
-            f"must be 0 (skip) or at least {MIN_SAMPLES}, got {text}")
-    return value
+def sample_count(most):
+    """argparse type of --quality_samples: 0 (skip scoring), or enough images
+    for a non-singular feature covariance and at most `most`, the real
+    training images that give the score's floor."""
+    def parse(text):
+        value = utils.nonneg_int(text)
+        if value and not MIN_SAMPLES <= value <= most:
+            raise utils.argparse.ArgumentTypeError(
+                f"must be 0 (skip) or in [{MIN_SAMPLES}, {most}], got {text}")
+        return value
+    parse.__name__ = "int"
+    return parse
 
 
 class DigitClassifier(nn.Module):
@@ -107,7 +112,7 @@ def load_classifier(data_dir):
     cache = os.path.join(data_dir, CACHE)
     model = new_classifier()
     try:
-        saved = torch.load(cache, weights_only=True)
+        saved = torch.load(cache, weights_only=True) if os.path.isfile(cache) else {}
         if saved["sha256"] != weights_checksum(saved["model"], saved["info"]):
             raise ValueError("garbled cache")
         model.load_state_dict(saved["model"])
@@ -253,4 +258,4 @@ def plot_quality(quality, summary, path):
         ax.grid(alpha=0.3)
     top.set_title(f"{quality[-1]['images']:,} samples per point against held-out digits",
                   fontsize="medium")
-    utils.save_figure(fig, path)
+    figures.save_figure(fig, path)

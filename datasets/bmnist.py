@@ -86,15 +86,19 @@ def _source_path(folder, split):
     return next((p for p in (base, base + ".gz") if os.path.exists(p)), None)
 
 
-def _read_source(path):
-    """The text of a source file (gzip-compressed when it ends in .gz)."""
-    opener = gzip.open if path.endswith(".gz") else open
+def _read_source(path, rows):
+    """The text of a source file (gzip-compressed when it ends in .gz), read
+    up to the longest text that `rows` images can take."""
+    opener, limit = gzip.open if path.endswith(".gz") else open, rows * (2 * PIXELS + 1)
     try:
         with opener(path, "rb") as f:
-            return f.read()
+            raw = f.read(limit + 1)
     except (OSError, EOFError, zlib.error) as err:
         raise DataError(f"{path}: cannot be read ({err}); the file is corrupt or "
                         "truncated, delete it and download it again") from None
+    if len(raw) > limit:
+        raise DataError(f"{path}: longer than {rows} images can be; a wrong file?")
+    return raw
 
 
 def _download(folder, split):
@@ -161,9 +165,9 @@ def load_bmnist_split(root, split, download=True):
         stored = f.read()
     checksum = _sha256(stored)
     cache = os.path.join(folder, f"binarized_mnist_{split}.pt")
-    data = _load_cache(cache, rows, checksum) if os.path.exists(cache) else None
+    data = _load_cache(cache, rows, checksum) if os.path.isfile(cache) else None
     if data is None:
-        data = parse_amat(_read_source(path), rows, path)
+        data = parse_amat(_read_source(path, rows), rows, path)
         _save_cache(cache, data, checksum)
     return data
 

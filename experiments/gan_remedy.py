@@ -9,7 +9,6 @@ spread over the seeds to --out (JSON).
 
     python -m experiments.gan_remedy --data_dir ../shared/datasets --dataset mnist
 """
-import argparse
 import json
 import os
 import statistics
@@ -17,11 +16,7 @@ import subprocess
 import sys
 import tempfile
 
-try:  # Ctrl-C while torch loads: one line, not a traceback
-    import utils
-except KeyboardInterrupt:
-    print("interrupted: during start-up; nothing was written", file=sys.stderr)
-    sys.exit(130)
+import utils
 
 RECIPES = {"plain template": ["--d_dropout", "0", "--real_label", "1"],
            "dropout + label smoothing": ["--d_dropout", "0.3", "--real_label", "0.9"]}
@@ -47,7 +42,7 @@ def run(flags, args, seed, out_dir):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = utils.parser(__doc__.split("\n")[0])
     parser.add_argument("--data_dir", default="./data")
     parser.add_argument("--dataset", choices=("mnist", "bmnist"), default="mnist")
     parser.add_argument("--n_epochs", type=utils.positive_int, default=10)
@@ -58,7 +53,6 @@ def main(argv=None):
     if len(set(args.seeds)) != len(args.seeds):
         parser.error("--seeds must be distinct")
     out = args.out or os.path.join("images", f"gan_remedy_{args.dataset}.json")
-    utils.check_out_dir(parser, os.path.dirname(out) or ".", os.path.basename(out), "--out")
     try:
         compare(args, out)
     except utils.RunError as err:

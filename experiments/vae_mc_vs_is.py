@@ -4,20 +4,16 @@ use the VAE's one routine for log importance weights.
 
     python -m experiments.vae_mc_vs_is --data_dir ../shared/datasets  # images/vae_z*_model.pt
 """
-import argparse
 import os
 import sys
 
-try:  # Ctrl-C while torch loads: one line, not a traceback
-    import torch
-    from matplotlib.figure import Figure
+import torch
+from matplotlib.figure import Figure
 
-    import utils
-    from a3_vae_template import PIXELS, VAE
-    from datasets import load_bmnist_split
-except KeyboardInterrupt:
-    print("interrupted: during start-up; nothing was written", file=sys.stderr)
-    sys.exit(130)
+import figures
+import utils
+from a3_vae_template import PIXELS, VAE
+from datasets import load_bmnist_split
 
 ESTIMATORS = {"prior": "naive MC, z ~ p(z)", "posterior": "importance sampling, z ~ q(z|x)"}
 
@@ -130,7 +126,7 @@ def plot(results, n_images, filename):
     fig.suptitle(f"log p(x) of {n_images} test images (mean and std over repeats); "
                  f"IS - MC at k = {max(res['k'][-1] for res in results.values()):,}",
                  fontsize="medium")
-    utils.save_figure(fig, filename)
+    figures.save_figure(fig, filename)
 
 
 def print_table(results):
@@ -144,7 +140,7 @@ def print_table(results):
 
 # ---------------------------------------------------------------- the run
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = utils.parser(__doc__.split("\n")[0])
     parser.add_argument("--data_dir", default="./data",
                         help="folder holding binarized_mnist/")
     parser.add_argument("--out_dir", default="images",
@@ -158,11 +154,8 @@ def parse_args(argv=None):
     parser.add_argument("--repeats", default=3, type=utils.positive_int,
                         help="independent repeats, for the spread")
     parser.add_argument("--seed", default=0, type=utils.seed)
-    parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
-    args = parser.parse_args(argv)
-    args.device = utils.resolve_device(parser, args.device)
-    utils.check_out_dir(parser, args.out_dir, "vae_mc_vs_is.json")
-    return args
+    parser.add_argument("--device", default="auto", type=utils.device, help="auto, cpu or cuda")
+    return parser.parse_args(argv)
 
 
 def main(argv=None):
@@ -179,7 +172,7 @@ def main(argv=None):
 
 def experiment(args):
     code = utils.code_version()  # at the start: a commit during the run must not relabel it
-    utils.seed_everything(args.seed)
+    torch.manual_seed(args.seed)
     x = evaluation_images(args.data_dir, args.n_images, args.device)
     ks = sample_counts(args.max_samples)
     results = {}

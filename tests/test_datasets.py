@@ -50,6 +50,14 @@ def test_truncated_gzip_is_reported(tmp_path):
         load_bmnist_split(str(tmp_path), "valid", download=False)
 
 
+def test_an_oversized_source_is_refused_after_reading_its_limit(tmp_path):
+    folder = tmp_path / "binarized_mnist"
+    folder.mkdir()  # a gzip bomb: a few KB that inflate far past any 10,000 images
+    (folder / "binarized_mnist_valid.amat.gz").write_bytes(gzip.compress(b"0 " * 2 ** 25))
+    with pytest.raises(DataError, match="longer than 10000 images can be"):
+        load_bmnist_split(str(tmp_path), "valid", download=False)
+
+
 def test_missing_data_without_network(tmp_path, monkeypatch):
     monkeypatch.setattr(bmnist_module, "URL", "http://127.0.0.1:9/")
     with pytest.raises(DataError) as err:

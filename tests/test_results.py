@@ -1,4 +1,4 @@
-"""The README writer: results from the metrics files, flag tables from the
+"""The documentation writer: results from the metrics files, flag tables from the
 parsers, and the names of results whose code has changed since their run."""
 import argparse
 import os
@@ -8,17 +8,27 @@ import utils
 from report import results
 
 
-def test_results_section_is_written_from_the_metrics(tmp_path):
+def docs_tree(root):
+    """A README.md and docs/ with the generated sections' markers."""
+    (root / "docs").mkdir()
+    (root / "README.md").write_text("intro\n<!-- headline:start x -->\nold\n<!-- headline:end -->\nend\n")
+    (root / "docs" / "results.md").write_text("<!-- results:start -->\nold\n<!-- results:end -->\n")
+    (root / "docs" / "flags.md").write_text("<!-- flags:vae:start -->\nold\n<!-- flags:vae:end -->\n")
+
+
+def test_results_sections_are_written_from_the_metrics(tmp_path):
     metrics = {"zdim": 20, "epochs": 2, "train_elbo": [-120.0, -110.5],
                "val_elbo": [-121.0, -111.25], "test_elbo": -111.0,
                "test_nll_iw": 105.125, "iw_samples": 50,
                "seconds_per_epoch": [4.0, 5.0], "device": "cpu"}
     utils.save_json(metrics, tmp_path / "vae_z20_metrics.json")
-    readme = tmp_path / "README.md"
-    readme.write_text(f"intro\n{results.START}\nold\n{results.END}\nend\n")
-    results.write(str(tmp_path), str(readme))
-    text = readme.read_text()
-    assert text.startswith("intro\n") and text.endswith(f"{results.END}\nend\n")
+    docs_tree(tmp_path)
+    results.write(str(tmp_path), str(tmp_path))
+    readme = (tmp_path / "README.md").read_text()
+    assert readme.startswith("intro\n<!-- headline:start x -->\n") and "old" not in readme
+    assert readme.endswith("<!-- headline:end -->\nend\n")
+    assert "| VAE, `--zdim 20`, 2 epochs | test ELBO **-111.00**, NLL **105.12** nats" in readme
+    text = (tmp_path / "docs" / "results.md").read_text()
     assert "old" not in text
     assert ("| `--zdim 20 --epochs 2` | 2 | -110.50 | -111.25 | **-111.00** | "
             "**105.12** (k = 50) | - |") in text
@@ -46,24 +56,26 @@ def test_results_row_of_a_keep_best_run_shows_the_tested_epoch(tmp_path):
 def test_flag_tables_follow_the_parser(tmp_path):
     parser = argparse.ArgumentParser()
     parser.add_argument("--epochs", type=int, default=40, help="max number of epochs")
+    parser.add_argument("--seed", type=int, default=0, help="random seed")
     parser.add_argument("--device", default="auto", choices=("auto", "cpu"))
     parser.add_argument("--resume", action="store_true", help="continue")
     table = results.flags_table(parser)
     assert table[2:] == ["| `--epochs` | `40` | max number of epochs |",
+                         "| `--seed` | `0` | random seed |",
                          "| `--device` | `auto` | one of auto, cpu |",
                          "| `--resume` |  | continue |"]
-    readme = tmp_path / "README.md"
-    readme.write_text(f"{results.START}\n{results.END}\n<!-- flags:vae:start -->\nold\n"
-                      "<!-- flags:vae:end -->\n")
-    results.write(str(tmp_path), str(readme), {"vae": table})
-    assert "\n".join(table) in readme.read_text() and "old" not in readme.read_text()
+    docs_tree(tmp_path)
+    results.write(str(tmp_path), str(tmp_path), {"vae": table})
+    text = (tmp_path / "docs" / "flags.md").read_text()
+    assert "\n".join(table) in text and "old" not in text
 
 
-def test_the_readme_flag_tables_are_those_of_the_scripts():
-    with open(os.path.join(results.ROOT, "README.md")) as f:
-        readme = f.read()
+def test_the_flag_tables_are_those_of_the_scripts():
+    with open(os.path.join(results.ROOT, "docs", "flags.md")) as f:
+        text = f.read()
     for name, table in results.flags_sections().items():
-        assert "\n".join(table) in readme, f"run `make results`: the {name} flags changed"
+        assert "\n".join(table) in text, f"run `make results`: the {name} flags changed"
+        assert all(line.split(" | ")[2].strip() != "|" for line in table[2:]), "no help text"
 
 
 def git(repo, *args):
@@ -108,3 +120,26 @@ def test_the_recipe_verdict_weighs_the_gap_against_the_seeds_spread():
     assert recipe_verdict(comparison(4.0, 5.0, 0.8)).endswith("by more than the seeds' spread")
     assert recipe_verdict(comparison(5.0, 4.5, 1.0)).endswith("but within the seeds' spread")
     assert recipe_verdict({}) is None
+
+
+def test_code_recorded_as_giving_the_same_outputs_keeps_results_current(tmp_path, monkeypatch):
+    repo, out = tmp_path / "repo", tmp_path / "repo" / "images"
+    out.mkdir(parents=True)
+    git(repo, "init", "-q")
+
+    def commit(text):
+        (repo / "model.py").write_text(text)
+        git(repo, "-c", "user.name=t", "-c", "user.email=t@t", "add", "model.py")
+        git(repo, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", text)
+        return git(repo, "rev-parse", "HEAD")
+
+    base, refactored = commit("x = 1\n"), commit("x = 2 - 1\n")
+    monkeypatch.setattr(results, "ROOT", str(repo))
+    utils.save_json({"code": {"commit": base, "files": ["model.py"],
+                              "uncommitted_changes": False}}, out / "a_metrics.json")
+    assert [os.path.basename(p) for p, _ in results.stale_results(str(out))] == ["a_metrics.json"]
+    utils.save_json({"base": base, "commit": refactored, "files": ["model.py"]},
+                    out / "code_equivalence.json")
+    assert results.stale_results(str(out)) == []
+    (repo / "model.py").write_text("x = 3\n")  # code after the record: stale again
+    assert [os.path.basename(p) for p, _ in results.stale_results(str(out))] == ["a_metrics.json"]

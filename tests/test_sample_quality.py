@@ -124,11 +124,13 @@ def test_building_the_classifier_leaves_the_global_rng_alone():
     assert torch.equal(torch.rand(3), after)
 
 
-def test_too_few_samples_for_a_covariance_are_refused():
-    assert sq.sample_count("0") == 0
-    assert sq.sample_count(str(sq.MIN_SAMPLES)) == sq.MIN_SAMPLES
-    with pytest.raises(argparse.ArgumentTypeError, match="at least"):
-        sq.sample_count("1")
+def test_sample_counts_need_a_covariance_and_as_many_real_images():
+    count = sq.sample_count(1000)
+    assert count("0") == 0 and count(str(sq.MIN_SAMPLES)) == sq.MIN_SAMPLES
+    assert count("1000") == 1000
+    for text in ("1", "1001"):
+        with pytest.raises(argparse.ArgumentTypeError, match=r"0 \(skip\) or in \[129, 1000\]"):
+            count(text)
     with pytest.raises(ValueError, match="at least"):
         sq.Scorer(sq.DigitClassifier(), torch.rand(500, 784))(torch.rand(5, 784))
 

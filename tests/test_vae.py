@@ -184,9 +184,21 @@ def test_progress_is_reported_for_every_pair(small_model):
     assert sum(seen) == 100 * len(x)
 
 
+def test_progress_lines_at_every_tenth_and_every_minute(monkeypatch, capsys):
+    clock = iter([0.0, 1.0, 2.0, 70.0, 71.0])
+    monkeypatch.setattr(vae.time, "perf_counter", lambda: next(clock))
+    progress = vae.progress_printer(100)
+    progress(5)    # 1 s: 5 %, no line
+    progress(10)   # 2 s: 15 %, a line (first tenth)
+    progress(1)    # 70 s: 16 %, a line (a minute)
+    progress(84)   # 71 s: done
+    lines = capsys.readouterr().out.splitlines()
+    assert lines == ["  15% after 2 s", "  16% after 70 s", "  100% after 71 s"]
+
+
 def test_manifold_grid_is_the_normal_ppf_of_evenly_spaced_points(tmp_path, monkeypatch):
     seen = []
-    monkeypatch.setattr(vae.utils, "save_png", lambda images, *a, **k: seen.append(images))
+    monkeypatch.setattr(vae.figures, "save_png", lambda images, *a, **k: seen.append(images))
     model = vae.VAE(hidden_dim=16, z_dim=2)
     calls = []
     decoder_forward = model.decoder.forward
