@@ -63,8 +63,8 @@ def outputs(out):
             elif name.endswith(".png"):
                 with open(path, "rb") as f:
                     found[key] = f.read()
-            elif name.endswith((".pt", ".lock")) and "checkpoint" not in name:
-                found[key] = None if name.endswith(".lock") else torch.load(path)
+            elif name.endswith(".pt") and "checkpoint" not in name:
+                found[key] = torch.load(path)
     return found
 
 
