@@ -221,13 +221,13 @@ class Run:
     def end_epoch(self, state):
         """Checkpoint `state` (after as many epochs as its history's curves are
         long), then print the epoch line."""
-        history = state["history"]
-        done = len(history["seconds_per_epoch"])
+        history, seconds = state["history"], state["history"]["seconds_per_epoch"]
+        done = len(seconds)
         save_torch({"config": self.config, "epochs_done": done, "rng": rng_state(),
                     "state": snapshot(state)}, self.checkpoint)
         self.epochs_done = done
-        print(f"epoch {done}/{self.epochs}", *(f" {k} {c[-1]:.3f}" for k, c in history.items()
-              if k != "seconds_per_epoch"), f" {history['seconds_per_epoch'][-1]:.1f} s", flush=True)
+        curves = [f" {k} {c[-1]:.3f}" for k, c in history.items() if c is not seconds]
+        print(f"epoch {done}/{self.epochs}", *curves, f" {seconds[-1]:.1f} s", flush=True)
 
     def load(self, state):
         """Restore `state` in place from a checkpoint of the same flags whose whole
@@ -242,8 +242,8 @@ class Run:
             raise RunError(f"--resume: {self.checkpoint} holds pickled objects, not only "
                            "tensors and plain values; it is not loaded") from None
         except Exception as err:  # noqa: BLE001 - torch raises many kinds
-            raise RunError(f"--resume: {self.checkpoint} is not a checkpoint "
-                           f"({str(err).splitlines()[0][:200] or type(err).__name__})") from None
+            reason = (str(err).splitlines() or [type(err).__name__])[0][:200]
+            raise RunError(f"--resume: {self.checkpoint} is not a checkpoint ({reason})") from None
         diff = [f"{k}: checkpoint {config.get(k)!r} vs now {v!r}"
                 for k, v in self.config.items() if config.get(k) != v]
         if diff:

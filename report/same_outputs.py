@@ -110,7 +110,8 @@ def main():
         if len(commits) != 1 or None in commits or any(c.get("uncommitted_changes")
                                                         for c in code):
             sys.exit("error: --record needs the compared code committed")
-        record = {"base": base, "commit": commits.pop(), "files": sorted({f for c in code for f in c.get("files", [])}),
+        files = sorted({f for c in code for f in c.get("files", [])})
+        record = {"base": base, "commit": commits.pop(), "files": files,
                   "checked_by": f"python -m report.same_outputs --base {base[:8]}",
                   "runs": [" ".join(command) for _, command in RUNS]}
         path = os.path.join(ROOT, "images", "code_equivalence.json")

@@ -11,9 +11,9 @@ from report import results
 def docs_tree(root):
     """A README.md and docs/ with the generated sections' markers."""
     (root / "docs").mkdir()
-    (root / "README.md").write_text("intro\n<!-- headline:start x -->\nold\n<!-- headline:end -->\nend\n")
-    (root / "docs" / "results.md").write_text("<!-- results:start -->\nold\n<!-- results:end -->\n")
-    (root / "docs" / "flags.md").write_text("<!-- flags:vae:start -->\nold\n<!-- flags:vae:end -->\n")
+    for path, name in (("README.md", "headline"), ("docs/results.md", "results"),
+                       ("docs/flags.md", "flags:vae")):
+        (root / path).write_text(f"intro\n<!-- {name}:start x -->\nold\n<!-- {name}:end -->\nend\n")
 
 
 def test_results_sections_are_written_from_the_metrics(tmp_path):

@@ -21,7 +21,8 @@ def test_number_flags_take_their_interval_and_refuse_the_rest():
     for check, text in ((utils.positive_int, "0"), (utils.positive_int, "1.5"),
                         (utils.nonneg_int, "-1"), (utils.positive_float, "0"),
                         (utils.positive_float, "inf"), (utils.positive_float, "nan"),
-                        (utils.seed, str(2 ** 32)), (utils.number(float, 0, 1, high_open=True), "1")):
+                        (utils.seed, str(2 ** 32)),
+                        (utils.number(float, 0, 1, high_open=True), "1")):
         with pytest.raises(argparse.ArgumentTypeError):
             check(text)
 
