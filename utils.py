@@ -36,6 +36,8 @@ def number(kind, low, high=math.inf, low_open=False, high_open=False):
         if not ((kind is int or math.isfinite(value)) and (value > low if low_open else
                 value >= low) and (value < high if high_open else value <= high)):
             raise argparse.ArgumentTypeError(f"must be {interval}, got {text}")
+        if kind is int and value >= 2 ** 63:  # torch's sizes are int64
+            raise argparse.ArgumentTypeError(f"must be below 2**63, got {text}")
         return value
     parse.__name__ = kind.__name__
     return parse
@@ -208,13 +210,16 @@ class Run:
         except BlockingIOError:
             raise RunError(f"another run is writing {self.name}_* in {out_dir}; wait for "
                            "it or use another --out_dir") from None
-        for tmp in glob.glob(os.path.join(glob.escape(out_dir), f".{self.name}_*.tmp")):
-            os.remove(tmp)
+        owned = list(map(self.path, {"checkpoint.pt", "metrics.json", *outputs}))
+        for path in owned:  # a killed write's leftovers: .NAME.PID.tmp
+            for tmp in glob.glob(os.path.join(glob.escape(out_dir),
+                                              f".{glob.escape(os.path.basename(path))}.*.tmp")):
+                os.remove(tmp)
         earlier = [p for p in (self.checkpoint, self.path("metrics.json")) if os.path.lexists(p)]
         if earlier and not (self.args.resume or self.args.overwrite):
             raise RunError(f"{earlier[0]} holds an earlier run: add --resume to continue it, "
                            "--overwrite to replace its files, or use another --out_dir")
-        for path in map(self.path, {"checkpoint.pt", "metrics.json", *outputs}):
+        for path in owned:
             if self.args.overwrite and os.path.lexists(path):
                 os.remove(path)
 
@@ -249,7 +254,7 @@ class Run:
         if diff:
             raise RunError(f"--resume: {self.checkpoint} was written with other flags "
                            f"({', '.join(diff)}); use the same flags or another --out_dir")
-        where = mismatch({"state": expected(state), "rng": rng_state()},
+        where = mismatch({"state": expected(state, done), "rng": rng_state()},
                          {"state": saved, "rng": rng}, "checkpoint")
         if not where and not (type(done) is int and 1 <= done <= self.epochs
                               and all(len(c) == done for c in saved["history"].values())):
@@ -276,10 +281,13 @@ def snapshot(state):
     return {k: v.state_dict() if hasattr(v, "state_dict") else v for k, v in state.items()}
 
 
-def expected(state):
-    """`state`'s checkpoint tree after an epoch: Adam has moments for every parameter."""
+def expected(state, done):
+    """`state`'s checkpoint tree after `done` epochs: Adam has moments for every
+    parameter, a schedule has stepped once per epoch."""
     tree = snapshot(state)
     for key, value in state.items():
+        if isinstance(value, torch.optim.lr_scheduler.LRScheduler):
+            tree[key].update(last_epoch=done, _step_count=done + 1)
         if isinstance(value, torch.optim.Adam):
             params = [p for group in value.param_groups for p in group["params"]]
             tree[key]["state"] = {i: {"step": torch.zeros(()), "exp_avg": p, "exp_avg_sq": p}
@@ -289,8 +297,9 @@ def expected(state):
 
 def mismatch(want, got, where):
     """Where the tree `got` first departs from `want`, or None. Dicts: the same keys;
-    tensors: dtype and shape (any length where `want` has none), finite; lists: as
-    long, or any finite values for an empty one; numbers: type, finite; else equal."""
+    tensors: dtype, layout and shape (any length where `want` has none), finite;
+    lists: as long, or any finite values for an empty one; floats: finite; else
+    equal (whole numbers too: parameter indices, schedule lengths)."""
     if isinstance(want, (list, tuple)) and want:  # as long as `want`: a dict of its items
         if type(got) is not type(want) or len(got) != len(want):
             return where
@@ -300,10 +309,11 @@ def mismatch(want, got, where):
             return where
         return next((m for k in want if (m := mismatch(want[k], got[k], f"{where}.{k}"))), None)
     if torch.is_tensor(want):
-        fits = (torch.is_tensor(got) and got.dtype == want.dtype and got.dim() == want.dim()
+        fits = (torch.is_tensor(got) and (got.dtype, got.layout) == (want.dtype, want.layout)
+                and got.dim() == want.dim()
                 and (got.shape == want.shape or want.dim() > 0 and len(want) == 0
                      and got.shape[1:] == want.shape[1:]) and finite(got))
-    elif isinstance(want, (int, float, list, tuple)) and not isinstance(want, bool):
+    elif isinstance(want, (float, list, tuple)):
         fits = type(got) is type(want) and finite(got)
     else:
         fits = type(got) is type(want) and got == want

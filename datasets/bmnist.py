@@ -83,7 +83,7 @@ def parse_amat(raw, expected_rows, name):
 
 def _source_path(folder, split):
     base = os.path.join(folder, f"binarized_mnist_{split}.amat")
-    return next((p for p in (base, base + ".gz") if os.path.exists(p)), None)
+    return next((p for p in (base, base + ".gz") if os.path.isfile(p)), None)  # no pipes
 
 
 def _read_source(path, rows):

@@ -124,6 +124,7 @@ BAD_FLAGS = [
     ("vae", ["--zdim", "0"], "--zdim: must be >= 1, got 0"),
     ("vae", ["--iw_samples", "0"], "--iw_samples: must be >= 1, got 0"),
     ("vae", ["--hidden_dim", "abc"], "'abc' is not a valid int"),
+    ("vae", ["--zdim", "1" + "0" * 20], "--zdim: must be below 2**63"),
     ("gan", ["--batch_size", "1"], "--batch_size: must be >= 2, got 1"),
     ("gan", ["--d_dropout", "1"], "--d_dropout: must be in [0, 1)"),
     ("gan", ["--real_label", "0.4"], "--real_label: must be in (0.5, 1]"),

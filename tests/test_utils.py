@@ -21,7 +21,7 @@ def test_number_flags_take_their_interval_and_refuse_the_rest():
     for check, text in ((utils.positive_int, "0"), (utils.positive_int, "1.5"),
                         (utils.nonneg_int, "-1"), (utils.positive_float, "0"),
                         (utils.positive_float, "inf"), (utils.positive_float, "nan"),
-                        (utils.seed, str(2 ** 32)),
+                        (utils.seed, str(2 ** 32)), (utils.positive_int, str(10 ** 20)),
                         (utils.number(float, 0, 1, high_open=True), "1")):
         with pytest.raises(argparse.ArgumentTypeError):
             check(text)
@@ -129,9 +129,13 @@ def test_a_checkpoint_restores_the_state_and_the_random_stream(tmp_path, capsys)
     lambda s: s.update(best="hello"),
     lambda s: s.update(curves=torch.zeros(3, 5, dtype=torch.float64)),
     lambda s: s.update(quality=["text"]),
+    # the parameters reordered: each moment then lands on a parameter of another shape
+    lambda s: s["optimizer"]["param_groups"][0].update(params=[1, 0]),
+    lambda s: s["scheduler"].update(T_max=0),  # would divide by zero
+    lambda s: s["model"].update(weight=s["model"]["weight"].to_sparse()),
 ], ids=["adam-shape", "adam-missing", "adam-nan", "lr-text", "schedule-type", "weights-inf",
         "weights-dtype", "missing-key", "history-length", "history-nan", "best", "curves-shape",
-        "list-type"])
+        "list-type", "params-order", "schedule-length", "weights-sparse"])
 def test_a_checkpoint_whose_tree_differs_is_refused_before_loading(tmp_path, change):
     run = make_run(tmp_path)
     run.end_epoch(trained_state())
@@ -200,14 +204,15 @@ def test_an_earlier_runs_metrics_or_checkpoint_are_refused_without_resume_or_ove
 def test_overwrite_deletes_the_files_of_the_run_and_no_other(tmp_path):
     ours = ("m_samples_epoch4.png", "m_checkpoint.pt", "m_metrics.json", "m_model.pt")
     others = ("m_samples_epoch4_annotated.png", "m_samples_mine.png", "m2_metrics.json",
-              "other.txt", ".m_model.pt.999.tmp")
+              "other.txt", ".m_mine.tmp", ".m_model.pt.999.tmp")
     for name in ours + others:
         (tmp_path / name).write_text("old")
     run = make_run(tmp_path)
     run.args.overwrite = True
     with run:
         run.start(["samples_epoch4.png", "model.pt"])
-    assert sorted(os.listdir(tmp_path)) == sorted([*others[:4], "m_run.lock"])
+    # a killed write of the run's own (.NAME.PID.tmp) goes too, a user's .tmp stays
+    assert sorted(os.listdir(tmp_path)) == sorted([*others[:5], "m_run.lock"])
 
 
 def test_the_resume_line_repeats_the_flags_without_overwrite(tmp_path, capsys):
