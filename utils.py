@@ -3,7 +3,6 @@ run's files and its one way of ending (docs/harness.md: what each guarantees).""
 import argparse
 import contextlib
 import fcntl
-import glob
 import io
 import json
 import math
@@ -211,10 +210,10 @@ class Run:
             raise RunError(f"another run is writing {self.name}_* in {out_dir}; wait for "
                            "it or use another --out_dir") from None
         owned = list(map(self.path, {"checkpoint.pt", "metrics.json", *outputs}))
-        for path in owned:  # a killed write's leftovers: .NAME.PID.tmp
-            for tmp in glob.glob(os.path.join(glob.escape(out_dir),
-                                              f".{glob.escape(os.path.basename(path))}.*.tmp")):
-                os.remove(tmp)
+        leftovers = {f".{os.path.basename(path)}" for path in owned}  # as .NAME.PID.tmp
+        for name in os.listdir(out_dir):
+            if name.endswith(".tmp") and name[:-4].rsplit(".", 1)[0] in leftovers:
+                os.remove(os.path.join(out_dir, name))
         earlier = [p for p in (self.checkpoint, self.path("metrics.json")) if os.path.lexists(p)]
         if earlier and not (self.args.resume or self.args.overwrite):
             raise RunError(f"{earlier[0]} holds an earlier run: add --resume to continue it, "

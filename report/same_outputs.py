@@ -20,7 +20,7 @@ import tempfile
 
 import torch
 
-from report.results import ROOT
+from report.results import ROOT, load
 
 RUNS = [  # (out_dir name, command after the interpreter)
     ("vae", ["a3_vae_template.py", "--epochs", "3", "--zdim", "2", "--max_images", "3000",
@@ -96,7 +96,7 @@ def main():
             subprocess.run(["git", "-C", ROOT, "worktree", "remove", "--force", tree])
         run_all(ROOT, data_dir, os.path.join(tmp, "after"))
         before, after = outputs(os.path.join(tmp, "before")), outputs(os.path.join(tmp, "after"))
-        code = [json.load(open(os.path.join(tmp, "after", k))).get("code", {})
+        code = [load(os.path.join(tmp, "after"), k).get("code", {})
                 for k in after if k.endswith(".json")]
     differ = sorted(k for k in set(before) | set(after)
                     if k not in before or k not in after or not same(before[k], after[k]))
