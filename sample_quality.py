@@ -1,10 +1,12 @@
 """How good are generated digits? Shared by the VAE and GAN scripts.
 
-A small MLP classifier of MNIST digits, trained once on the 60k grey-scale
-training images and cached in the data folder, gives for a set of images
-the Frechet distance of its penultimate-layer features to those of held-out
-real images (the FID's recipe with a digit classifier in place of Inception)
-and the share of each predicted digit (class coverage).
+A small convolutional classifier of MNIST digits, trained once on the 60k
+grey-scale training images and cached, gives for a set of images the Frechet
+distance of its penultimate-layer features to those of held-out real images
+(the FID's recipe with a digit classifier in place of Inception) and the
+share of each predicted digit (class coverage). Convolutional features see
+strokes and their texture, which an MLP's features of whole images hardly
+tell apart: on those, a trained GAN scored below held-out real digits.
 """
 import hashlib
 import json
@@ -25,10 +27,10 @@ import utils
 FEATURES = 128
 MIN_SAMPLES = FEATURES + 1  # fewer images give a singular feature covariance
 BATCH = 1000  # images per classifier call: bounds the memory of scoring
-# The recipe: 4000 Adam steps of 128 images, cosine decay, half of each batch
+# The recipe: 3000 Adam steps of 128 images, cosine decay, half of each batch
 # binarized, one thread. Part of the cache's name, so that a new recipe retrains.
-STEPS, STEP_BATCH, LR, SEED = 4000, 128, 1e-3, 0
-CACHE = f"digit_classifier_s{STEPS}_b{STEP_BATCH}_seed{SEED}_t1.pt"
+STEPS, STEP_BATCH, LR, SEED = 3000, 128, 2e-3, 0
+CACHE = f"digit_cnn_s{STEPS}_b{STEP_BATCH}_seed{SEED}_t1.pt"
 
 
 def sample_count(most):
@@ -46,12 +48,18 @@ def sample_count(most):
 
 
 class DigitClassifier(nn.Module):
-    """784 -> 512 -> 128 -> 10; `features` gives the 128 ReLU activations."""
+    """Two 3x3 convolutions of stride 2 (16 and 32 channels, 28 -> 14 -> 7),
+    then 128 units and the 10 classes; `features` gives the 128 ReLU
+    activations. About 0.45 M multiply-adds an image: 10,000 images score in
+    about a second on one core."""
 
     def __init__(self):
         super().__init__()
-        self.features = nn.Sequential(nn.Linear(784, 512), nn.ReLU(),
-                                      nn.Linear(512, FEATURES), nn.ReLU())
+        self.features = nn.Sequential(
+            nn.Unflatten(1, (1, 28, 28)),
+            nn.Conv2d(1, 16, 3, stride=2, padding=1), nn.ReLU(),
+            nn.Conv2d(16, 32, 3, stride=2, padding=1), nn.ReLU(),
+            nn.Flatten(), nn.Linear(32 * 7 * 7, FEATURES), nn.ReLU())
         self.head = nn.Linear(FEATURES, 10)
 
     def forward(self, images):
@@ -105,31 +113,42 @@ def accuracy(model, images, labels):
     return float((model(images).argmax(1) == labels).float().mean())
 
 
+def cache_paths(data_dir):
+    """Where the classifier is cached: the data folder, else (a read-only
+    data folder) the user's cache folder, $XDG_CACHE_HOME or ~/.cache."""
+    user = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return [os.path.join(data_dir, CACHE), os.path.join(user, "a3_generative", CACHE)]
+
+
 def load_classifier(data_dir):
     """The cached classifier and its accuracy on the 10k test images (grey
-    and binarized); trained and cached when the cache is missing or unusable
-    (a read-only data folder only costs the retraining, about 20 s)."""
-    cache = os.path.join(data_dir, CACHE)
+    and binarized); trained (about a minute) and cached when no usable cache
+    is found."""
     model = new_classifier()
-    try:
-        saved = torch.load(cache, weights_only=True) if os.path.isfile(cache) else {}
-        if saved["sha256"] != weights_checksum(saved["model"], saved["info"]):
-            raise ValueError("garbled cache")
-        model.load_state_dict(saved["model"])
-        return model.eval(), saved["info"]
-    except Exception:  # noqa: BLE001 - any unusable cache is rebuilt
-        pass
+    for cache in cache_paths(data_dir):
+        try:
+            saved = torch.load(cache, weights_only=True) if os.path.isfile(cache) else {}
+            if saved["sha256"] != weights_checksum(saved["model"], saved["info"]):
+                raise ValueError("garbled cache")
+            model.load_state_dict(saved["model"])
+            return model.eval(), saved["info"]
+        except Exception:  # noqa: BLE001 - any unusable cache is rebuilt
+            pass
     x_test, y_test = unit_images(data_dir, "test")
     model = train_classifier(*unit_images(data_dir, "train"))
     binary = torch.bernoulli(x_test, generator=torch.Generator().manual_seed(SEED))
     info = {"trained_on": "mnist_train", "test_images": len(x_test),
             "accuracy": accuracy(model, x_test, y_test),
             "accuracy_binarized": accuracy(model, binary, y_test)}
-    try:
-        utils.save_torch({"model": model.state_dict(), "info": info,
-                          "sha256": weights_checksum(model.state_dict(), info)}, cache)
-    except utils.RunError:
-        pass
+    saved = {"model": model.state_dict(), "info": info,
+             "sha256": weights_checksum(model.state_dict(), info)}
+    for cache in cache_paths(data_dir):
+        try:
+            os.makedirs(os.path.dirname(cache), exist_ok=True)
+            utils.save_torch(saved, cache)
+            break
+        except (OSError, utils.RunError):
+            pass
     return model, info
 
 

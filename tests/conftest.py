@@ -25,11 +25,19 @@ def data_dir():
     return os.path.abspath(path)
 
 
+@pytest.fixture(scope="session")
+def user_cache(tmp_path_factory):
+    return tmp_path_factory.mktemp("user_cache")
+
+
 @pytest.fixture(autouse=True)
-def one_thread_per_run(monkeypatch):
+def one_thread_per_run(monkeypatch, user_cache):
     """Scripts started by a test get one torch thread each: on a small,
-    shared CPU, several threads per process spin against each other."""
+    shared CPU, several threads per process spin against each other. They
+    share one user cache folder, so that with a read-only DATA_DIR the digit
+    classifier is trained once per session, and never left in ~/.cache."""
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(user_cache))
 
 
 def command(script, *args):

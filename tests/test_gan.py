@@ -6,6 +6,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 import a3_gan_template as gan
+import sample_quality as sq
 
 
 # ------------------------------------------------------------------- losses
@@ -109,10 +110,11 @@ def test_averaged_generator_is_a_moving_average_of_weights_and_statistics():
         generator.train()(torch.randn(16, 8))  # moves the BatchNorm statistics
         averaged.update_parameters(generator)
         states.append({k: v.clone() for k, v in generator.state_dict().items()})
+    d = 0.9 ** gan.EMA_EVERY  # an update stands for EMA_EVERY steps
     for name, value in averaged.module.state_dict().items():
         if value.is_floating_point():
-            # the first update copies; each later one is avg <- 0.9 avg + 0.1 G
-            want = 0.9 * (0.9 * states[0][name] + 0.1 * states[1][name]) + 0.1 * states[2][name]
+            # the first update copies; each later one is avg <- d avg + (1 - d) G
+            want = d * (d * states[0][name] + (1 - d) * states[1][name]) + (1 - d) * states[2][name]
             assert torch.allclose(value, want, atol=1e-6), name
 
 
@@ -163,16 +165,19 @@ class LevelClassifier(nn.Module):
         return -200 * (level - torch.arange(10) / 9).pow(2)
 
 
-def test_interpolation_joins_confident_digits_of_different_classes(tmp_path):
+def test_interpolation_joins_the_first_confident_digits_of_different_classes(tmp_path):
     torch.manual_seed(0)
     noise = torch.randn(300, 4) * 2
     info = gan.save_interpolation(Brightness(), LevelClassifier(), noise,
                                   tmp_path / "row.png")
-    labels = info["labels_along_path"]
-    assert len(labels) == 9 and info["steps"] == 7
-    assert info["different_classes"] and labels[0] != labels[-1]
-    # brightness is monotone along the line, so the labels are too; the
-    # chosen pair is the one with the most frames of neither end's class
-    assert labels == sorted(labels) or labels == sorted(labels, reverse=True)
-    assert info["blend_frames"] >= 5
+    images = gan.to_unit(gan.generate(Brightness(), noise))
+    labels, confidence = sq.predict(LevelClassifier(), images)
+    sure = [i for i in range(len(noise)) if confidence[i] >= 0.9]
+    other = next(i for i in sure if labels[i] != labels[sure[0]])
+    path = info["labels_along_path"]
+    assert len(path) == 9 and info["steps"] == 7 and info["different_classes"]
+    assert (path[0], path[-1]) == (labels[sure[0]], labels[other])
+    # brightness is monotone along the line, so the labels are too
+    assert path == sorted(path) or path == sorted(path, reverse=True)
+    assert 0 <= info["blend_frames"] <= 7
     assert (tmp_path / "row.png").stat().st_size > 0

@@ -76,6 +76,7 @@ def test_score_ranks_real_digits_far_above_noise_and_one_class(scorer, data_dir)
 
 def test_classifier_cache_is_written_once_and_reused(data_dir, tmp_path, monkeypatch):
     os.symlink(os.path.join(data_dir, "MNIST"), tmp_path / "MNIST")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "user"))
     monkeypatch.setattr(sq, "train_classifier",
                         lambda x, y: sq.DigitClassifier().eval())
     first, info = sq.load_classifier(str(tmp_path))
@@ -93,6 +94,7 @@ def test_classifier_cache_is_written_once_and_reused(data_dir, tmp_path, monkeyp
 
 def test_a_garbled_classifier_cache_is_retrained(data_dir, tmp_path, monkeypatch):
     os.symlink(os.path.join(data_dir, "MNIST"), tmp_path / "MNIST")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "user"))
     trained = []
     monkeypatch.setattr(sq, "train_classifier",
                         lambda x, y: trained.append(1) or sq.DigitClassifier().eval())
@@ -114,6 +116,20 @@ def test_missing_labelled_digits_is_a_data_error(tmp_path, monkeypatch):
     monkeypatch.setattr(MNIST, "mirrors", ["http://127.0.0.1:9/"])
     with pytest.raises(datasets.DataError, match="t10k-images"):
         sq.load_classifier(str(tmp_path))
+
+
+def test_an_unwritable_data_folder_caches_in_the_user_folder(data_dir, tmp_path, monkeypatch):
+    data = tmp_path / "data"
+    data.mkdir()
+    os.symlink(os.path.join(data_dir, "MNIST"), data / "MNIST")
+    (data / sq.CACHE).mkdir()  # the data folder's cache cannot be written
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "user"))
+    trained = []
+    monkeypatch.setattr(sq, "train_classifier",
+                        lambda x, y: trained.append(1) or sq.DigitClassifier().eval())
+    sq.load_classifier(str(data))
+    sq.load_classifier(str(data))
+    assert trained == [1] and (tmp_path / "user" / "a3_generative" / sq.CACHE).is_file()
 
 
 def test_building_the_classifier_leaves_the_global_rng_alone():
