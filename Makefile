@@ -1,6 +1,7 @@
 # make test    - create .venv when missing and run the whole test suite
-# make run     - every committed run: the VAEs (zdim 20, 2, 5, 10), question 1.4's
-#                experiment, the GAN on grey-scale MNIST (200 epochs)
+# make run     - every committed run: the VAEs (zdim 20, 2, 5, 10), then question
+#                1.4's experiment, beside the GAN on grey-scale MNIST (200 epochs):
+#                two jobs of one thread each, one per core
 # make run-vae-best - the VAE that targets the published test NLL (about 45 min)
 # make run-experiments - the GAN recipe comparison on grey-scale and on binarized MNIST
 # make bench   - the speed benchmarks, written to images/bench_*.json
@@ -18,7 +19,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 VAE := $(PY) a3_vae_template.py --data_dir $(DATA_DIR) --out_dir $(OUT_DIR) $(RUN_FLAGS)
 
-.PHONY: test run run-vae run-vae-best run-gan run-experiments bench mc-vs-is results clean
+.PHONY: test run run-vae run-vae-mc run-vae-best run-gan run-experiments bench mc-vs-is results clean
 
 $(STAMP): requirements.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -29,7 +30,11 @@ $(STAMP): requirements.txt
 test: $(STAMP)
 	DATA_DIR=$(DATA_DIR) $(PY) -m pytest -q
 
-run: run-vae mc-vs-is run-gan
+run: $(STAMP)
+	OMP_NUM_THREADS=1 $(MAKE) --no-print-directory -j2 run-gan run-vae-mc
+
+run-vae-mc: run-vae
+	$(MAKE) --no-print-directory mc-vs-is
 
 run-vae: $(STAMP)
 	$(VAE) --zdim 20
@@ -60,6 +65,7 @@ run-experiments: $(STAMP)
 bench: $(STAMP)
 	$(PY) -m bench.bench_vae --data_dir $(DATA_DIR) --out $(OUT_DIR)/bench_vae.json
 	$(PY) -m bench.bench_gan --data_dir $(DATA_DIR) --out $(OUT_DIR)/bench_gan.json
+	$(PY) -m bench.bench_step --data_dir $(DATA_DIR) --out $(OUT_DIR)/bench_step.json
 
 results: $(STAMP)
 	$(PY) -m report.results --out_dir $(OUT_DIR)

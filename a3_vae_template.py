@@ -205,9 +205,14 @@ def run_epoch(model, data, optimizer, kl_weight=1.0):
 
 
 def train(args, data, state, run):
-    """Train from the checkpoint's epoch to args.epochs: sample grids halfway
-    and at the end, a checkpoint and a line after every epoch."""
+    """Train from the checkpoint's epoch to args.epochs: the validation ELBO
+    before any update (epoch 0, the sanity check of about -543 nats: a
+    decoder at p = 1/2 gives 784 ln 2), sample grids halfway and at the end,
+    a checkpoint and a line after every epoch."""
     model, optimizer, history = state["model"], state["optimizer"], state["history"]
+    if not history["val_elbo_epoch0"]:
+        model.eval()
+        history["val_elbo_epoch0"].append(epoch_iter(model, data[1], optimizer))
     for epoch in range(len(history["train_elbo"]) + 1, args.epochs + 1):
         started = time.perf_counter()
         kl_weight = min(1.0, epoch / (args.warmup + 1))
@@ -259,11 +264,16 @@ def progress_printer(total):
 
 # ------------------------------------------------------------------ figures
 def save_elbo_plot(train_curve, val_curve, filename):
+    """The curves against the epoch; a validation curve one longer than the
+    training curve starts at epoch 0, before any update."""
+    start = len(train_curve) + 1 - len(val_curve)  # 0 or 1
+    train_curve = [float("nan")] * (1 - start) + list(train_curve)  # none before training
     figures.save_curves(filename, [("average ELBO (nats per image)",
-                                    {"train": train_curve, "validation": val_curve})], "epoch")
+                                    {"train": train_curve, "validation": val_curve})], "epoch",
+                        start=start)
 
 
-def save_samples(model, seed, filename, n=64):
+def save_samples(model, seed, filename, n=25):
     """Binary samples (left) beside the Bernoulli means they were drawn from
     (right); the same seed every time, so the grids over training compare."""
     model.eval()
@@ -350,7 +360,8 @@ def finish(args, data, test_data, state, quality, run):
                "tested_epoch": tested_epoch,
                "test_seconds": time.perf_counter() - started,
                "device": str(args.device), "train_images": len(data[0].data)}
-    save_elbo_plot(history["train_elbo"], history["val_elbo"], run.path("elbo.png"))
+    save_elbo_plot(history["train_elbo"], history["val_elbo_epoch0"] + history["val_elbo"],
+                   run.path("elbo.png"))
     if args.zdim == 2:
         save_manifold(model, run.path("manifold.png"))
     utils.save_torch(model.state_dict(), run.path("model.pt"))
@@ -388,7 +399,8 @@ def main(argv=None):
         optimizer = torch.optim.Adam(model.parameters(), lr=args.lr, fused=True)
         state = {"model": model, "optimizer": optimizer,
                  "scheduler": torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, args.epochs),
-                 "history": {"train_elbo": [], "val_elbo": [], "seconds_per_epoch": []},
+                 "history": {"train_elbo": [], "val_elbo": [], "seconds_per_epoch": [],
+                             "val_elbo_epoch0": []},
                  # with --keep_best, the weights of the best epoch so far
                  "best": {k: v.clone() for k, v in model.state_dict().items()}
                  if args.keep_best else None}

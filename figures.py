@@ -24,16 +24,17 @@ def save_png(images, path, upscale=1, **grid_kwargs):
     write_atomic(path, buffer.getvalue())
 
 
-def save_curves(path, panels, xlabel, title=None, width=1):
-    """Line plots against x = 1, 2, ...: one panel per (ylabel, {label:
-    values}) pair, each curve smoothed by a moving average over `width`."""
+def save_curves(path, panels, xlabel, title=None, width=1, start=1):
+    """Line plots against x = start, start + 1, ...: one panel per (ylabel,
+    {label: values}) pair, each curve smoothed by a moving average over
+    `width` (NaN values are left out)."""
     fig = Figure(figsize=(4.8, 0.6 + 2.3 * len(panels)))  # printed about this size
     axes = fig.subplots(len(panels), 1, sharex=True, squeeze=False)[:, 0]
     for ax, (ylabel, curves) in zip(axes, panels):
         for label, values in curves.items():
             smooth = np.convolve(np.asarray(values, dtype=float), np.ones(width) / width,
                                  mode="valid")
-            ax.plot(np.arange(len(smooth)) + width, smooth, label=label)
+            ax.plot(np.arange(len(smooth)) + start + width - 1, smooth, label=label)
         ax.set_ylabel(ylabel)
         ax.legend()
         ax.grid(alpha=0.3)

@@ -1,101 +1,100 @@
-"""Seconds per GAN training pass on the CPU, against two references.
+"""Seconds per GAN epoch on the CPU: the project's script against the common
+recipe, and its training pass against the cost of its matrix products.
 
-In one process, with one thread count, over the grey-scale training images:
-- the training pass of a3_gan_template.py (in-memory batches, its train_step
-  and the update of the averaged generator);
-- the very same matrix products (same shapes and strides, forward and
-  backward, recorded from a real step) replayed alone:
-  ratio_same_shapes = train_seconds / same_shape_gemm_seconds (target <= 1.5);
-- the same pass fed by the common input pipeline, torchvision's MNIST
-  dataset with per-item ToTensor + Normalize through a torch DataLoader:
-  speedup_vs_dataloader = its seconds / train_seconds (target >= 1.5).
+- Whole processes, one epoch each on the 60,000 grey-scale training images,
+  alternating --pairs times: `a3_gan_template.py --n_epochs 1
+  --quality_samples 0` against bench/recipe_gan.py (torchvision's MNIST
+  through a DataLoader, sigmoid + BCELoss, torch's default Adam):
+  speedup_vs_recipe = median recipe wall / median script wall.
+- The script's training pass (its own epoch time, from its metrics) against
+  its matrix products, recorded from a real step: ratio_peak divides by
+  their FLOPs at the peak rate of one large product (bench.gemm.peak_gflops,
+  same threads, same run); ratio_same_shapes by the products replayed alone
+  with their own shapes and strides.
 
     python -m bench.bench_gan --data_dir ../shared/datasets
 """
 import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
 import time
 
 import torch
 
 import a3_gan_template as gan
-import datasets
+import sample_quality
 import utils
 from bench import gemm
 
+STEPS = 60_000 // 64  # one epoch of the default batch
 
-def models(args):
-    """Freshly initialised networks and optimisers of the script's recipe."""
+
+def wall_seconds(command, threads):
+    started = time.perf_counter()
+    subprocess.run(command, check=True, stdout=subprocess.DEVNULL, cwd=utils.ROOT,
+                   env={**os.environ, "OMP_NUM_THREADS": str(threads)})
+    return time.perf_counter() - started
+
+
+def products():
+    """The matrix products of one training step of the script's recipe."""
     defaults = gan.build_parser().parse_args([])
-    torch.manual_seed(args.seed)
-    generator, discriminator = gan.Generator(args.latent_dim), gan.Discriminator(defaults.d_dropout)
-    optimizers = [torch.optim.Adam(m.parameters(), lr=defaults.lr, betas=(0.5, 0.999),
-                                   fused=True) for m in (generator, discriminator)]
-    averaged = gan.averaged_generator(generator, defaults.ema_decay)
-    return generator, discriminator, *optimizers, defaults.real_label, averaged
-
-
-def time_pass(loader, args):
-    """Seconds for one training pass through `loader` (best of --repeats),
-    each from freshly initialised networks."""
-    best = float("inf")
-    for _ in range(args.repeats):
-        generator, discriminator, opt_g, opt_d, real_label, averaged = models(args)
-        started = time.perf_counter()
-        for batch in loader:
-            batch = batch[0] if isinstance(batch, list) else batch  # (images, labels)
-            gan.train_step(batch, discriminator, generator, opt_g, opt_d, args.latent_dim,
-                           real_label)
-            averaged.update_parameters(generator)
-        best = min(best, time.perf_counter() - started)
-    return best
+    generator, discriminator = gan.Generator(), gan.Discriminator(defaults.d_dropout)
+    opt_g, opt_d = (torch.optim.Adam(m.parameters(), lr=defaults.lr, betas=(0.5, 0.999),
+                                     fused=True) for m in (generator, discriminator))
+    real = torch.rand(defaults.batch_size, 1, 28, 28) * 2 - 1
+    return gemm.record(lambda: gan.train_step(real, discriminator, generator, opt_g, opt_d,
+                                              defaults.latent_dim, defaults.real_label))
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--data_dir", default="./data")
-    parser.add_argument("--max_images", type=utils.positive_int, default=12_800,
-                        help="images per pass")
-    parser.add_argument("--batch_size", type=utils.number(int, 2), default=64)
-    parser.add_argument("--latent_dim", type=utils.positive_int, default=100)
-    parser.add_argument("--repeats", type=utils.positive_int, default=2)
+    parser.add_argument("--pairs", type=utils.positive_int, default=3,
+                        help="alternating runs of the script and of the recipe")
     parser.add_argument("--threads", type=utils.positive_int, default=1,
-                        help="torch CPU threads, for both measurements (1: as the committed "
+                        help="torch CPU threads of every measurement (1: as the committed "
                              "runs use, one run per core)")
-    parser.add_argument("--seed", type=utils.seed, default=0)
     parser.add_argument("--out", default="images/bench_gan.json",
                         help="where to write the numbers ('' for nowhere)")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
-    from torchvision import transforms
-    from torchvision.datasets import MNIST
-
-    images = datasets.load_mnist(args.data_dir, "train")[0][:args.max_images]
-    ours = datasets.TensorLoader((images.float() / 127.5 - 1).view(-1, 1, 28, 28),
-                                 args.batch_size, shuffle=True, drop_last=True)
-    pipeline = MNIST(args.data_dir, train=True, transform=transforms.Compose(
-        [transforms.ToTensor(), transforms.Normalize((0.5,), (0.5,))]))
-    theirs = torch.utils.data.DataLoader(
-        torch.utils.data.Subset(pipeline, range(args.max_images)),
-        batch_size=args.batch_size, shuffle=True, drop_last=True)
-
-    time_pass(datasets.TensorLoader(ours.data[:10 * args.batch_size], args.batch_size), args)
-    train_seconds = time_pass(ours, args)
-    dataloader_seconds = time_pass(theirs, args)
-    generator, discriminator, opt_g, opt_d, real_label, _ = models(args)
-    calls = gemm.record(lambda: gan.train_step(ours.data[:args.batch_size], discriminator,
-                                               generator, opt_g, opt_d, args.latent_dim,
-                                               real_label))
-    gemm_seconds = gemm.time_products(calls, len(ours))
-    result = {"device": "cpu", "threads": torch.get_num_threads(), "images": len(ours) *
-              args.batch_size, "batch_size": args.batch_size, "repeats": args.repeats,
-              "train_seconds": train_seconds, "same_shape_gemm_seconds": gemm_seconds,
-              "ratio_same_shapes": train_seconds / gemm_seconds,
-              "dataloader_seconds": dataloader_seconds,
-              "speedup_vs_dataloader": dataloader_seconds / train_seconds}
-    print(f"threads {result['threads']}, {result['images']} images: training pass "
-          f"{train_seconds:.2f} s, its matrix products alone {gemm_seconds:.2f} s (ratio "
-          f"{result['ratio_same_shapes']:.2f}, target <= 1.5); with a DataLoader "
-          f"{dataloader_seconds:.2f} s ({result['speedup_vs_dataloader']:.2f}x, target >= 1.5x)")
+    sample_quality.load_classifier(args.data_dir)  # cached before any timing
+    ours, theirs, epochs = [], [], []
+    with tempfile.TemporaryDirectory() as tmp:
+        for pair in range(args.pairs):
+            out_dir = os.path.join(tmp, str(pair))
+            ours.append(wall_seconds([sys.executable, "a3_gan_template.py", "--data_dir",
+                                      args.data_dir, "--n_epochs", "1", "--quality_samples",
+                                      "0", "--out_dir", out_dir], args.threads))
+            theirs.append(wall_seconds([sys.executable, "-m", "bench.recipe_gan", "--data_dir",
+                                        args.data_dir, "--n_epochs", "1"], args.threads))
+            with open(os.path.join(out_dir, "gan_metrics.json")) as f:
+                epochs.append(json.load(f)["seconds_per_epoch"][0])
+            print(f"pair {pair + 1}: script {ours[-1]:.1f} s (epoch {epochs[-1]:.1f} s), "
+                  f"recipe {theirs[-1]:.1f} s", flush=True)
+    calls = products()
+    rate = gemm.peak_gflops()
+    limit = gemm.flops(calls) * STEPS / rate / 1e9
+    same_shapes = gemm.time_products(calls, STEPS)
+    train = statistics.median(epochs)
+    result = {"device": "cpu", "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+              "threads": torch.get_num_threads(), "pairs": args.pairs,
+              "script_wall_seconds": ours, "recipe_wall_seconds": theirs,
+              "speedup_vs_recipe": statistics.median(theirs) / statistics.median(ours),
+              "images": STEPS * 64, "train_seconds": train, "train_seconds_all": epochs,
+              "step_gflop": gemm.flops(calls) / 1e9, "peak_gflops": rate,
+              "flop_limit_seconds": limit, "ratio_peak": train / limit,
+              "same_shape_gemm_seconds": same_shapes, "ratio_same_shapes": train / same_shapes}
+    print(f"threads {result['threads']}: the script is {result['speedup_vs_recipe']:.2f}x "
+          f"as fast as the common recipe (whole process, one epoch, median of {args.pairs}); "
+          f"its training pass {train:.1f} s is {result['ratio_peak']:.2f}x the time of its "
+          f"matrix products at {rate:.0f} GFLOP/s ({limit:.1f} s) and "
+          f"{result['ratio_same_shapes']:.2f}x the products replayed alone")
     if args.out:
         utils.save_json(result, args.out)
 

@@ -59,7 +59,8 @@ def main(argv=None):
         gemm_flops += gemm.flops(calls) * count
     rate = gemm.peak_gflops()
     best = min(seconds)
-    result = {"device": "cpu", "threads": torch.get_num_threads(), "images": len(train.data),
+    result = {"device": "cpu", "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+              "threads": torch.get_num_threads(), "images": len(train.data),
               "batch_size": args.batch_size, "hidden_dim": args.hidden_dim, "zdim": args.zdim,
               "train_seconds": best, "train_seconds_all": seconds,
               "same_shape_gemm_seconds": gemm_seconds,

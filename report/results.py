@@ -160,21 +160,40 @@ def threads(m):
 
 
 def bench_section(out_dir):
-    """The benchmarks: each training pass against its matrix products alone,
-    and the GAN's in-memory batches against a DataLoader."""
+    """The benchmarks: each training pass against the cost of its matrix
+    products, and the GAN script against the common recipe."""
     lines = []
     for model in ("vae", "gan"):
         m = load(out_dir, f"bench_{model}.json")
-        if not m or "ratio_same_shapes" not in m:
+        if not m or "ratio_peak" not in m:
             continue
-        line = (f"- {model.upper()} training pass on {m['device']} ({threads(m)}, "
-                f"{m['images']:,} images): {m['train_seconds']:.2f} s, its matrix products "
-                f"alone {m['same_shape_gemm_seconds']:.2f} s: ratio "
-                f"**{m['ratio_same_shapes']:.2f}**")
-        if "speedup_vs_dataloader" in m:
-            line += (f"; with a torchvision DataLoader {m['dataloader_seconds']:.2f} s: "
-                     f"in-memory batches **{m['speedup_vs_dataloader']:.2f}x** faster")
+        line = (f"- {model.upper()} training pass on {m['device']} "
+                f"({m.get('cpu_capability', 'cpu')}, {threads(m)}, {m['images']:,} images): "
+                f"{m['train_seconds']:.2f} s, **{m['ratio_peak']:.2f}x** the time of its "
+                f"matrix products at the measured peak of {m['peak_gflops']:.0f} GFLOP/s "
+                f"and {m['ratio_same_shapes']:.2f}x the products replayed alone")
+        if "speedup_vs_recipe" in m:
+            line += (f"; the whole script, one epoch, **{m['speedup_vs_recipe']:.2f}x** as "
+                     f"fast as the common recipe (`bench/recipe_gan.py`, median of "
+                     f"{m['pairs']} alternating pairs)")
         lines.append(line + ".")
+    m = load(out_dir, "bench_step.json")
+    if m:
+        q = m["bf16_quality"]
+        lines += [
+            f"- GAN step ({m['cpu_capability']}, one thread): "
+            f"{m['gan_step_ms']['this step']:.1f} ms against "
+            f"{m['gan_step_ms']['earlier step']:.1f} ms for the earlier step (two D passes, "
+            f"D's weight gradients in G's backward, the average updated every step): "
+            f"**{m['gan_step_speedup']:.2f}x** (`bench/bench_step.py`).",
+            f"- bf16 autocast on this CPU: a GAN step {m['gan_bf16_ms']['bf16']:.0f} ms against "
+            f"{m['gan_bf16_ms']['float32']:.0f} ms in float32, a VAE step "
+            f"{m['vae_bf16_ms']['bf16']:.0f} ms against {m['vae_bf16_ms']['float32']:.0f} ms; "
+            f"after {q['budget_steps']} steps ({len(q['seeds'])} seeds) the GAN's Frechet "
+            f"distance {q['bf16']['gan_frechet_distance_mean']:.1f} against "
+            f"{q['float32']['gan_frechet_distance_mean']:.1f}, the VAE's validation ELBO "
+            f"{q['bf16']['vae_val_elbo_mean']:.2f} against "
+            f"{q['float32']['vae_val_elbo_mean']:.2f} nats."]
     return lines
 
 
@@ -198,7 +217,7 @@ def run_time(vae, gan, bench):
     if gan and bench and "train_seconds" in bench:
         quiet = bench["train_seconds"] * 60_000 / bench["images"]
         lines.append(f"- A GAN training pass over the 60,000 grey-scale images takes "
-                     f"{quiet:.1f} s on a quiet core (from `bench_gan.json`, without the "
+                     f"{quiet:.1f} s on one core (from `bench_gan.json`, without the "
                      "quality scoring of the save points).")
     return lines
 
