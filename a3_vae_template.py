@@ -210,9 +210,9 @@ def train(args, data, state, run):
     decoder at p = 1/2 gives 784 ln 2), sample grids halfway and at the end,
     a checkpoint and a line after every epoch."""
     model, optimizer, history = state["model"], state["optimizer"], state["history"]
-    if not history["val_elbo_epoch0"]:
+    if not state["val_elbo_epoch0"]:
         model.eval()
-        history["val_elbo_epoch0"].append(epoch_iter(model, data[1], optimizer))
+        state["val_elbo_epoch0"].append(epoch_iter(model, data[1], optimizer))
     for epoch in range(len(history["train_elbo"]) + 1, args.epochs + 1):
         started = time.perf_counter()
         kl_weight = min(1.0, epoch / (args.warmup + 1))
@@ -355,12 +355,13 @@ def finish(args, data, test_data, state, quality, run):
     test_elbo, test_nll = evaluate(model, test_data, args.iw_samples)
     print(f"test elbo: {test_elbo:.2f}  test NLL (IW, k={args.iw_samples}): "
           f"{test_nll:.2f} nats per image")
-    metrics = {**training_config(args), **history, "test_elbo": test_elbo,
+    metrics = {**training_config(args), **history,
+               "val_elbo_epoch0": state["val_elbo_epoch0"][0], "test_elbo": test_elbo,
                "test_nll_iw": test_nll, "iw_samples": args.iw_samples,
                "tested_epoch": tested_epoch,
                "test_seconds": time.perf_counter() - started,
                "device": str(args.device), "train_images": len(data[0].data)}
-    save_elbo_plot(history["train_elbo"], history["val_elbo_epoch0"] + history["val_elbo"],
+    save_elbo_plot(history["train_elbo"], state["val_elbo_epoch0"] + history["val_elbo"],
                    run.path("elbo.png"))
     if args.zdim == 2:
         save_manifold(model, run.path("manifold.png"))
@@ -399,8 +400,8 @@ def main(argv=None):
         optimizer = torch.optim.Adam(model.parameters(), lr=args.lr, fused=True)
         state = {"model": model, "optimizer": optimizer,
                  "scheduler": torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, args.epochs),
-                 "history": {"train_elbo": [], "val_elbo": [], "seconds_per_epoch": [],
-                             "val_elbo_epoch0": []},
+                 "history": {"train_elbo": [], "val_elbo": [], "seconds_per_epoch": []},
+                 "val_elbo_epoch0": [],  # a list: one value once measured
                  # with --keep_best, the weights of the best epoch so far
                  "best": {k: v.clone() for k, v in model.state_dict().items()}
                  if args.keep_best else None}
