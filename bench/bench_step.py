@@ -98,7 +98,7 @@ def main(argv=None):
     parser.add_argument("--data_dir", default="./data")
     parser.add_argument("--steps", type=utils.positive_int, default=100,
                         help="steps per timing round")
-    parser.add_argument("--budget", type=utils.positive_int, default=300,
+    parser.add_argument("--budget", type=utils.positive_int, default=200,
                         help="training steps of the bf16 quality comparison")
     parser.add_argument("--seeds", type=utils.seed, nargs="+", default=[0, 1, 2])
     parser.add_argument("--out", default="images/bench_step.json")
