@@ -48,7 +48,7 @@ def main(argv=None):
     parser.add_argument("runs", nargs="+", metavar="NAME=FOLDER",
                         help="a group name and a finished run's --out_dir")
     args = parser.parse_args(argv)
-    groups = {}
+    code, groups = utils.code_version(), {}
     try:
         for item in args.runs:
             name, _, folder = item.partition("=")
@@ -59,7 +59,7 @@ def main(argv=None):
                   f"{scored['class_min_share']:.3f}", flush=True)
     except (OSError, KeyError, ValueError) as err:
         sys.exit(f"error: {err}")
-    result = {"quality_reference": summary, "groups": {
+    result = {"quality_reference": summary, "code": code, "groups": {
         name: {"runs": runs, **{f"{k}_mean": statistics.mean(r[k] for r in runs)
                                 for k in KEYS}} for name, runs in groups.items()}}
     utils.save_json(result, args.out)

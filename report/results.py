@@ -194,6 +194,20 @@ def bench_section(out_dir):
             f"{q['float32']['gan_frechet_distance_mean']:.1f}, the VAE's validation ELBO "
             f"{q['bf16']['vae_val_elbo_mean']:.2f} against "
             f"{q['float32']['vae_val_elbo_mean']:.2f} nats."]
+    m = load(out_dir, "gan_rescore.json")
+    if m:
+        def group(name, runs):
+            fds = ", ".join(f"{r['frechet_distance']:.2f}" for r in runs)
+            shares = ", ".join(f"{r['class_min_share']:.1%}" for r in runs)
+            return (f"{name} (commit {runs[0]['commit'][:7]}): Frechet distance {fds}, "
+                    f"rarest digit {shares}")
+        runs = next(iter(m["groups"].values()))["runs"]
+        lines.append(f"- The GAN at an equal budget ({runs[0]['n_epochs']} epochs, seeds "
+                     f"{', '.join(str(r['seed']) for r in runs)}), rescored on today's "
+                     f"score (`experiments/gan_rescore.py`): "
+                     + "; ".join(group(name, g["runs"]) for name, g in m["groups"].items())
+                     + f"; real training images "
+                     f"{m['quality_reference']['real_frechet_distance']:.2f}.")
     return lines
 
 
