@@ -24,7 +24,8 @@ CURVES = ("loss_D", "loss_G", "D_x", "D_G_z")
 # A mean loss beyond this many nats means the logits have blown up: D at
 # chance costs 2 ln 2 = 1.39, and float32 sigmoids saturate near |logit| 17.
 DIVERGED = 1e3
-CANDIDATES = 1000  # generated digits searched for the interpolation's ends
+CANDIDATES = 1000  # generated digits searched for the interpolations' ends
+INTERPOLATIONS = 3  # rows of the interpolation figure, each another pair of classes
 LAST_ITERATE = ("frechet_distance", "class_min_share")  # also scored without averaging
 # Steps between updates of G's moving average; each update uses decay**EMA_EVERY,
 # which keeps its time constant at a quarter of the cost (2 ms of a 50 ms step).
@@ -242,26 +243,43 @@ def interpolate(generator, z_a, z_b, steps=7):
 
 @torch.no_grad()
 def save_interpolation(generator, classifier, noise, path):
-    """Write the interpolation between two generated digits of different
-    classes. A neutral rule picks the ends: of the noise vectors (a seeded
-    random draw) whose samples the classifier labels with confidence >= 0.9,
-    the first one and the first after it of another class. `blend_frames`
-    counts the frames between them that are not confidently either end's
-    class."""
+    """Write INTERPOLATIONS rows, each between two generated digits of
+    different classes. A neutral rule picks the ends: in the order of the
+    noise vectors (a seeded random draw), among those whose samples the
+    classifier labels with confidence >= 0.9, a row joins the first one after
+    the previous row's end and the first after it of another class, skipping
+    pairs of classes already shown. `blend_frames` counts the frames of a row
+    that are not confidently either end's class."""
     labels, confidence = sample_quality.predict(classifier, to_unit(generate(generator, noise)))
+    labels = labels.tolist()
     sure = torch.where(confidence >= 0.9)[0].tolist()
     if len(sure) < 2:  # a generator that gives no clear digits: its two clearest
         sure = confidence.topk(2).indices.tolist()
-    a = sure[0]
-    b = next((i for i in sure if labels[i] != labels[a]), sure[1])
-    row = interpolate(generator, noise[a], noise[b])
-    path_labels, path_conf = sample_quality.predict(classifier, to_unit(row))
-    sure_ends = (path_conf >= 0.9) & ((path_labels == labels[a]) | (path_labels == labels[b]))
-    figures.save_png(row, path, upscale=4, nrow=len(row), normalize=True, value_range=(-1, 1))
-    return {"labels_along_path": path_labels.tolist(),
-            "confidences_along_path": [round(c, 4) for c in path_conf.tolist()],
-            "different_classes": bool(path_labels[0] != path_labels[-1]),
-            "blend_frames": int((~sure_ends[1:-1]).sum()), "steps": len(row) - 2}
+    ends, shown, i = [], set(), 0
+    while len(ends) < INTERPOLATIONS and i < len(sure):
+        a = sure[i]
+        b = next((j for j in sure[i + 1:] if labels[j] != labels[a]
+                  and frozenset((labels[a], labels[j])) not in shown), None)
+        if b is None:
+            i += 1
+            continue
+        ends.append((a, b))
+        shown.add(frozenset((labels[a], labels[b])))
+        i = sure.index(b) + 1
+    ends = ends or [(sure[0], sure[1])]  # every clear digit of one class
+    images, info = [], []
+    for a, b in ends:
+        row = interpolate(generator, noise[a], noise[b])
+        path_labels, path_conf = sample_quality.predict(classifier, to_unit(row))
+        sure_ends = (path_conf >= 0.9) & ((path_labels == labels[a]) | (path_labels == labels[b]))
+        images.append(row)
+        info.append({"labels_along_path": path_labels.tolist(),
+                     "confidences_along_path": [round(c, 4) for c in path_conf.tolist()],
+                     "different_classes": bool(path_labels[0] != path_labels[-1]),
+                     "blend_frames": int((~sure_ends[1:-1]).sum())})
+    figures.save_png(torch.cat(images), path, upscale=4, nrow=len(images[0]), normalize=True,
+                     value_range=(-1, 1))
+    return {"steps": len(images[0]) - 2, "rows": info}
 
 
 def write_outputs(args, state, run, score, classifier):
