@@ -22,6 +22,11 @@ if ! command -v pdflatex >/dev/null || ! command -v bibtex >/dev/null; then
         texlive-latex-base texlive-latex-recommended texlive-fonts-recommended
 fi
 
+# The course's style file where it is installed, else the look-alike (report.tex picks it).
+if [ ! -f nips_2018.sty ] && ! kpsewhich nips_2018.sty >/dev/null 2>&1; then
+    echo "note: nips_2018.sty is neither on the TeX path nor in report/: using report/nips_lookalike.sty"
+fi
+
 # The author line: NAME (and STUDENT_ID) from the environment, else the placeholder.
 rm -f student.tex
 if [ -n "${NAME:-}" ]; then

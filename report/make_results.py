@@ -109,6 +109,7 @@ def vae_macros(r, m, prefix, source):
     # log p(x) - ELBO = KL(q || posterior), estimated: -NLL - ELBO
     r.add(prefix + "ElboGap", -gap if gap is not None else None, source, "{:.2f}")
     r.add(prefix + "IwSamples", m.get("iw_samples"), source)
+    r.add(prefix + "ZeroValElbo", m.get("val_elbo_epoch0"), source, "{:.2f}")
     r.add(prefix + "FirstTrainElbo", train[0] if train else None, source, "{:.2f}")
     r.add(prefix + "FirstValElbo", val[0] if val else None, source, "{:.2f}")
     half = m.get("epochs", 0) // 2
@@ -196,11 +197,15 @@ def gan_macros(r, m, source):
     r.add("GanClassesPresent", sum(s > 0 for s in shares) if shares else None, source)
     r.add("GanStrayPixels", m.get("stray_pixels_per_image"), source, "{:.2f}")
     gan_quality_macros(r, m, source)
-    path = get(m, "interpolation", "labels_along_path")
-    r.add("GanInterpFrom", path[0] if path else None, source)
-    r.add("GanInterpTo", path[-1] if path else None, source)
-    r.add("GanInterpPath", ", ".join(str(x) for x in path) if path else None, source)
-    r.add("GanInterpBlend", get(m, "interpolation", "blend_frames"), source)
+    rows = get(m, "interpolation", "rows") or []
+    r.add("GanInterpRows", len(rows) or None, source)
+    for i, word in enumerate(("One", "Two", "Three")):
+        path = get(rows, i, "labels_along_path")
+        r.add(f"GanInterpFrom{word}", path[0] if path else None, source)
+        r.add(f"GanInterpTo{word}", path[-1] if path else None, source)
+        r.add(f"GanInterpPath{word}", ", ".join(str(x) for x in path) if path else None,
+              source)
+        r.add(f"GanInterpBlend{word}", get(rows, i, "blend_frames"), source)
 
 
 def gan_quality_macros(r, m, source):
@@ -283,6 +288,29 @@ def recipe_verdict(m):
     return f"{better} reach a lower Fréchet distance than {worse}, {firmly}"
 
 
+def early_macros(r, m, source):
+    """experiments/gan_early.py: D(G(z)) over the first epoch of either recipe."""
+    m = m or {}
+    r.add("EarlyWindow", m.get("window"), source)
+    r.add("EarlySeeds", len(m["seeds"]) if "seeds" in m else None, source)
+    for word, name in (("Plain", "plain template"), ("Remedy", "dropout + label smoothing")):
+        run = get(m, "recipes", name) or {}
+        r.add(f"Early{word}FirstDGz", run.get("D_G_z_first_window_mean"), source, "{:.2f}")
+        r.add(f"Early{word}LowestDGz", run.get("D_G_z_lowest_window"), source, "{:.2f}")
+        r.add(f"Early{word}MeanDGz", run.get("D_G_z_epoch_mean"), source, "{:.2f}")
+
+
+def activation_macros(r, m, source):
+    """experiments/vae_activations.py: the validation ELBO after its last epoch
+    of each architecture."""
+    m = m or {}
+    r.add("ActEpochs", m.get("epochs"), source)
+    for word, name in (("Kw", "1 x 500 tanh (Kingma and Welling)"), ("Tanh", "2 x 512 tanh"),
+                       ("Relu", "2 x 512 ReLU"), ("Softplus", "2 x 512 softplus"),
+                       ("Elu", "2 x 512 ELU")):
+        r.add(f"Act{word}", get(m, "val_elbo", name, -1), source, "{:.1f}")
+
+
 def mc_macros(r, m, source):
     """The Q1.4 experiment (vae_mc_vs_is.py): log p(x) estimated with k samples
     from the prior and from q(z|x), image-averaged, per latent size."""
@@ -342,6 +370,9 @@ def main():
     r.add("VaeTwentyFdRatio", ratios[2] / ratios[3] if None not in ratios[2:] else None,
           "vae_z20_metrics.json", "{:.0f}")
     mc_macros(r, load(os.path.join(args.images, "vae_mc_vs_is.json")), "vae_mc_vs_is.json")
+    early_macros(r, load(os.path.join(args.images, "gan_early.json")), "gan_early.json")
+    activation_macros(r, load(os.path.join(args.images, "vae_activations.json")),
+                      "vae_activations.json")
     for dataset, prefix in (("mnist", "Grey"), ("bmnist", "Binary")):
         remedy_macros(r, load(os.path.join(args.images, f"gan_remedy_{dataset}.json")),
                       prefix, f"gan_remedy_{dataset}.json")
