@@ -5,9 +5,12 @@
    backward also compute D's weight gradients, and updated the moving
    average every step: milliseconds a step, alternating, on one thread.
 2. bf16 autocast (torch.autocast("cpu", dtype=torch.bfloat16)) against
-   float32, for a training step of either model, and the quality after a
-   short budget with three seeds: the GAN's Frechet distance (2,000 samples
-   of the last iterate, sample_quality.py) and the VAE's validation ELBO.
+   float32, for a training step of either model, and, where bf16 is faster,
+   the quality after a short budget (one epoch of each) with three seeds: the
+   GAN's Frechet distance (2,000 samples of the last iterate,
+   sample_quality.py) and the VAE's validation ELBO. Where it is slower, as
+   on CPUs without bf16 instructions, it would not be adopted, and the
+   quality study is skipped.
 
     python -m bench.bench_step --data_dir ../shared/datasets
 """
@@ -86,6 +89,14 @@ def ms_per_step(variants, data, size, steps, rounds):
     return {name: min(t) for name, t in times.items()}
 
 
+def bf16_instructions():
+    """The CPU's bf16 instruction sets as torch sees them (private probes:
+    an older torch without them reports none)."""
+    return [name for name, probe in (("AVX512-BF16", "_is_avx512_bf16_supported"),
+                                     ("AMX", "_is_amx_tile_supported"))
+            if getattr(torch.cpu, probe, lambda: False)()]
+
+
 def autocast(enabled, fn):
     def run(*args):
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=enabled):
@@ -98,8 +109,8 @@ def main(argv=None):
     parser.add_argument("--data_dir", default="./data")
     parser.add_argument("--steps", type=utils.positive_int, default=100,
                         help="steps per timing round")
-    parser.add_argument("--budget", type=utils.positive_int, default=200,
-                        help="training steps of the bf16 quality comparison")
+    parser.add_argument("--epochs", type=utils.positive_int, default=1,
+                        help="training epochs of each model in the bf16 quality comparison")
     parser.add_argument("--seeds", type=utils.seed, nargs="+", default=[0, 1, 2])
     parser.add_argument("--out", default="images/bench_step.json")
     args = parser.parse_args(argv)
@@ -112,7 +123,8 @@ def main(argv=None):
     step_ms = ms_per_step({"this step": now.step,
                            "earlier step": lambda b: before.step(b, earlier_gan_step)},
                           grey, BATCH_G, args.steps, 3)
-    result = {"cpu_capability": torch.backends.cpu.get_cpu_capability(), "threads": 1,
+    result = {"cpu_capability": torch.backends.cpu.get_cpu_capability(),
+              "bf16_instructions": bf16_instructions(), "threads": 1,
               "gan_step_ms": step_ms,
               "gan_step_speedup": step_ms["earlier step"] / step_ms["this step"]}
 
@@ -122,18 +134,30 @@ def main(argv=None):
     result["vae_bf16_ms"] = ms_per_step({"float32": v32.step, "bf16": autocast(True, v16.step)},
                                         binary, BATCH_V, args.steps // 4, 2)
 
+    # Where bf16 is slower there is nothing to adopt, so no quality study.
+    faster = any(m["bf16"] < m["float32"] for m in (result["gan_bf16_ms"], result["vae_bf16_ms"]))
+    result["bf16_quality"] = bf16_quality(args, grey, binary, valid) if faster else None
+    print({k: v for k, v in result.items() if k != "bf16_quality"})
+    if args.out:
+        utils.save_json(result, args.out)
+
+
+def bf16_quality(args, grey, binary, valid):
+    """The GAN's Frechet distance and the VAE's validation ELBO after
+    args.epochs of training in float32 and under bf16 autocast, per seed."""
     classifier, _ = sample_quality.load_classifier(args.data_dir)
     scorer = sample_quality.Scorer(classifier, gan.to_unit(gan.real_images(
         gan.build_parser().parse_args(["--data_dir", args.data_dir]), "test")))
-    quality = {"budget_steps": args.budget, "seeds": args.seeds}
+    quality = {"epochs": args.epochs, "seeds": args.seeds}
     for bf16 in (False, True):
         name, fds, elbos = "bf16" if bf16 else "float32", [], []
         for seed in args.seeds:
             g, v = Gan(seed, gan.EMA_EVERY), Vae(seed)
-            for b in batches(grey, BATCH_G, args.budget, seed):
-                autocast(bf16, g.step)(b)
-            for b in batches(binary, BATCH_V, args.budget, seed):
-                autocast(bf16, v.step)(b)
+            for epoch in range(args.epochs):
+                for b in batches(grey, BATCH_G, len(grey) // BATCH_G, seed + epoch):
+                    autocast(bf16, g.step)(b)
+                for b in batches(binary, BATCH_V, len(binary) // BATCH_V, seed + epoch):
+                    autocast(bf16, v.step)(b)
             z = torch.randn(2000, 100, generator=torch.Generator().manual_seed(seed))
             fds.append(scorer(gan.to_unit(gan.generate(g.G, z)))["frechet_distance"])
             v.model.eval()
@@ -143,10 +167,7 @@ def main(argv=None):
         quality[name] = {"gan_frechet_distance": fds, "vae_val_elbo": elbos,
                          "gan_frechet_distance_mean": statistics.mean(fds),
                          "vae_val_elbo_mean": statistics.mean(elbos)}
-    result["bf16_quality"] = quality
-    print({k: v for k, v in result.items() if k != "bf16_quality"})
-    if args.out:
-        utils.save_json(result, args.out)
+    return quality
 
 
 if __name__ == "__main__":

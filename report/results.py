@@ -186,14 +186,16 @@ def bench_section(out_dir):
             f"{m['gan_step_ms']['earlier step']:.1f} ms for the earlier step (two D passes, "
             f"D's weight gradients in G's backward, the average updated every step): "
             f"**{m['gan_step_speedup']:.2f}x** (`bench/bench_step.py`).",
-            f"- bf16 autocast on this CPU: a GAN step {m['gan_bf16_ms']['bf16']:.0f} ms against "
-            f"{m['gan_bf16_ms']['float32']:.0f} ms in float32, a VAE step "
-            f"{m['vae_bf16_ms']['bf16']:.0f} ms against {m['vae_bf16_ms']['float32']:.0f} ms; "
-            f"after {q['budget_steps']} steps ({len(q['seeds'])} seeds) the GAN's Frechet "
-            f"distance {q['bf16']['gan_frechet_distance_mean']:.1f} against "
-            f"{q['float32']['gan_frechet_distance_mean']:.1f}, the VAE's validation ELBO "
-            f"{q['bf16']['vae_val_elbo_mean']:.2f} against "
-            f"{q['float32']['vae_val_elbo_mean']:.2f} nats."]
+            f"- bf16 autocast on this CPU (bf16 instructions: "
+            f"{', '.join(m.get('bf16_instructions') or ['none'])}): a GAN step {m['gan_bf16_ms']['bf16']:.1f} ms against "
+            f"{m['gan_bf16_ms']['float32']:.1f} ms in float32, a VAE step "
+            f"{m['vae_bf16_ms']['bf16']:.1f} ms against {m['vae_bf16_ms']['float32']:.1f} ms; "
+            + (f"after {q['epochs']} epoch(s) ({len(q['seeds'])} seeds) the GAN's Frechet "
+               f"distance {q['bf16']['gan_frechet_distance_mean']:.1f} against "
+               f"{q['float32']['gan_frechet_distance_mean']:.1f}, the VAE's validation ELBO "
+               f"{q['bf16']['vae_val_elbo_mean']:.2f} against "
+               f"{q['float32']['vae_val_elbo_mean']:.2f} nats." if q else
+               "slower, so no quality study.")]
     m = load(out_dir, "gan_rescore.json")
     if m:
         def group(name, runs):
