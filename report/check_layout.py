@@ -47,7 +47,8 @@ def placement_errors(pages):
 
 def answer_lines(text, question):
     """The lines of text from a question's heading to the next heading,
-    figure or the end of its section, as pdftotext -layout lays them out."""
+    figure, table, the appendix or the bibliography, as pdftotext -layout
+    lays them out."""
     lines = text.splitlines()
     start = next(i for i, line in enumerate(lines)
                  if re.match(rf"\s*Question {re.escape(question)}\b", line))
@@ -55,7 +56,7 @@ def answer_lines(text, question):
     for line in lines[start + 1:]:
         line = line.lstrip("\f")  # a page break: the answer goes on
         if re.match(r"\s*(Question \d|\d (Variational|Generative|Conclusion)|"
-                    r"Figure \d+:|Table \d+:|References)", line):
+                    r"Figure \d+:|Table \d+:|References|Appendix)", line):
             break
         if line.strip() and not line.strip().isdigit():  # not a page number
             body.append(line)
