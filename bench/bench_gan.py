@@ -89,7 +89,8 @@ def main(argv=None):
               "images": STEPS * 64, "train_seconds": train, "train_seconds_all": epochs,
               "step_gflop": gemm.flops(calls) / 1e9, "peak_gflops": rate,
               "flop_limit_seconds": limit, "ratio_peak": train / limit,
-              "same_shape_gemm_seconds": same_shapes, "ratio_same_shapes": train / same_shapes}
+              "same_shape_gemm_seconds": same_shapes, "ratio_same_shapes": train / same_shapes,
+              "slowest_products": gemm.shortfall(calls, rate)}
     print(f"threads {result['threads']}: the script is {result['speedup_vs_recipe']:.2f}x "
           f"as fast as the common recipe (whole process, one epoch, median of {args.pairs}); "
           f"its training pass {train:.1f} s is {result['ratio_peak']:.2f}x the time of its "

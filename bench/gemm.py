@@ -53,6 +53,23 @@ def time_products(calls, repeats, best_of=3):
     return best
 
 
+def shortfall(calls, rate, repeats=200, top=5):
+    """The `top` products that lose the most time against `rate` (GFLOP/s),
+    each replayed alone: its shapes, its achieved rate and the microseconds
+    it loses per call."""
+    rows = []
+    for func, args in calls:
+        seconds = time_products([(func, args)], repeats) / repeats
+        work = flops([(func, args)])
+        operands = [a for a in args if isinstance(a, tuple)]
+        rows.append({"op": func.__name__.split(".")[0],
+                     "shapes": [list(shape) for shape, _ in operands],
+                     "strides": [list(stride) for _, stride in operands],
+                     "gflops": work / seconds / 1e9,
+                     "lost_us": (seconds - work / rate / 1e9) * 1e6})
+    return sorted(rows, key=lambda row: -row["lost_us"])[:top]
+
+
 def peak_gflops(n=2048, repeats=10):
     """The machine's float32 rate on one large square product (best of repeats)."""
     a, b = torch.randn(n, n), torch.randn(n, n)

@@ -172,6 +172,11 @@ def bench_section(out_dir):
                 f"{m['train_seconds']:.2f} s, **{m['ratio_peak']:.2f}x** the time of its "
                 f"matrix products at the measured peak of {m['peak_gflops']:.0f} GFLOP/s "
                 f"and {m['ratio_same_shapes']:.2f}x the products replayed alone")
+        if m.get("slowest_products"):
+            line += ("; the products that lose the most time against that peak, replayed "
+                     "alone: " + ", ".join(
+                         f"{p['op']} {' by '.join('x'.join(map(str, s)) for s in p['shapes'][-2:])}"
+                         f" at {p['gflops']:.0f} GFLOP/s" for p in m["slowest_products"][:3]))
         if "speedup_vs_recipe" in m:
             line += (f"; the whole script, one epoch, **{m['speedup_vs_recipe']:.2f}x** as "
                      f"fast as the common recipe (`bench/recipe_gan.py`, median of "
