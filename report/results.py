@@ -192,7 +192,8 @@ def bench_section(out_dir):
             f"D's weight gradients in G's backward, the average updated every step): "
             f"**{m['gan_step_speedup']:.2f}x** (`bench/bench_step.py`).",
             f"- bf16 autocast on this CPU (bf16 instructions: "
-            f"{', '.join(m.get('bf16_instructions') or ['none'])}): a GAN step {m['gan_bf16_ms']['bf16']:.1f} ms against "
+            f"{', '.join(m.get('bf16_instructions') or ['none'])}): a GAN step "
+            f"{m['gan_bf16_ms']['bf16']:.1f} ms against "
             f"{m['gan_bf16_ms']['float32']:.1f} ms in float32, a VAE step "
             f"{m['vae_bf16_ms']['bf16']:.1f} ms against {m['vae_bf16_ms']['float32']:.1f} ms; "
             + (f"after {q['epochs']} epoch(s) ({len(q['seeds'])} seeds) the GAN's Frechet "
