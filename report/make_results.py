@@ -224,7 +224,7 @@ def gan_quality_macros(r, m, source):
     # the first scored save point after the start, and the last iterate at the end
     r.add("GanEarlyIteration", its[1] if len(its) > 1 else None, source, "{:,}")
     r.add("GanFdEarly", fds[1] if len(fds) > 1 else None, source, "{:.1f}")
-    r.add("GanLastFdEnd", last(get(m, "last_iterate_over_training", "frechet_distance") or []),
+    r.add("GanLastFdEnd", get(m, "last_iterate_over_training", "frechet_distance", -1),
           source, "{:.1f}")
     best = min(range(len(fds)), key=fds.__getitem__) if fds else None
     r.add("GanFdBest", fds[best] if fds else None, source, "{:.1f}")
