@@ -139,6 +139,10 @@ def vae_macros(r, m, prefix, source):
     r.add(prefix + "MinShare", 100 * share if share is not None else None, source, "{:.1f}")
     r.add(prefix + "RealFd", get(m, "quality_reference", "real_frechet_distance"), source,
           "{:.2f}")
+    for word, key in (("", "accuracy"), ("Binarized", "accuracy_binarized")):
+        accuracy = get(m, "quality_reference", "classifier", key)
+        r.add(f"{prefix}ClassifierAccuracy{word}", 100 * accuracy if accuracy else None, source,
+              "{:.1f}")
 
 
 def gan_iterations(m):
@@ -277,19 +281,24 @@ def remedy_macros(r, m, prefix, source):
 
 def recipe_verdict(m):
     """Which recipe the seeds favour, and how firmly: the gap between the mean
-    Frechet distances against the larger of the two standard deviations."""
+    Frechet distances in standard errors of that difference (Welch's t with
+    the seeds of each recipe), which a few seeds make wide."""
     plain = get(m, "recipes", "plain template") or {}
     remedy = get(m, "recipes", "dropout + label smoothing") or {}
     try:
         gap = plain["frechet_distance_mean"] - remedy["frechet_distance_mean"]
-        spread = max(plain["frechet_distance_std"], remedy["frechet_distance_std"])
+        seeds = len(m["seeds"])
+        error = math.sqrt((plain["frechet_distance_std"] ** 2
+                           + remedy["frechet_distance_std"] ** 2) / seeds)
     except KeyError:
         return None
     better, worse = (("dropout and label smoothing", "the plain template") if gap > 0
                      else ("the plain template", "dropout and label smoothing"))
-    firmly = ("by more than twice the seeds' spread" if abs(gap) > 2 * spread else
-              "by more than the seeds' spread" if abs(gap) > spread else
-              "but within the seeds' spread")
+    t = abs(gap) / error if error else math.inf
+    firmly = ("by more than three standard errors of the difference" if t > 3 else
+              f"by {t:.1f} standard errors of the difference: a trend, not a firm "
+              f"ranking with {seeds} seeds" if t > 1 else
+              "but within one standard error of the difference: no ranking")
     return f"{better} reach a lower Fréchet distance than {worse}, {firmly}"
 
 

@@ -105,20 +105,26 @@ def test_results_of_changed_code_are_named_stale(tmp_path, monkeypatch):
     assert stale[str(out / "a_metrics.json")] == f"code changed since {commit[:8]}: model.py"
 
 
-def test_the_recipe_verdict_weighs_the_gap_against_the_seeds_spread():
+def test_the_recipe_verdict_weighs_the_gap_against_its_standard_error():
     from report.make_results import recipe_verdict
 
-    def comparison(plain, remedy, std):
-        return {"recipes": {
+    def comparison(plain, remedy, std, seeds=3):
+        return {"seeds": list(range(seeds)), "recipes": {
             "plain template": {"frechet_distance_mean": plain, "frechet_distance_std": std},
             "dropout + label smoothing": {"frechet_distance_mean": remedy,
                                           "frechet_distance_std": std}}}
 
-    assert recipe_verdict(comparison(10.0, 4.0, 2.0)).startswith("dropout and label smoothing")
-    assert recipe_verdict(comparison(10.0, 4.0, 2.0)).endswith("twice the seeds' spread")
-    assert recipe_verdict(comparison(4.0, 5.0, 0.8)).startswith("the plain template")
-    assert recipe_verdict(comparison(4.0, 5.0, 0.8)).endswith("by more than the seeds' spread")
-    assert recipe_verdict(comparison(5.0, 4.5, 1.0)).endswith("but within the seeds' spread")
+    # standard error of the gap: sqrt(2 std^2 / seeds)
+    firm = recipe_verdict(comparison(10.0, 4.0, 2.0))  # gap 6, error 1.63
+    assert firm.startswith("dropout and label smoothing")
+    assert firm.endswith("by more than three standard errors of the difference")
+    trend = recipe_verdict(comparison(4.0, 5.0, 0.8))  # gap 1, error 0.65
+    assert trend.startswith("the plain template")
+    assert trend.endswith("by 1.5 standard errors of the difference: a trend, not a firm "
+                          "ranking with 3 seeds")
+    assert recipe_verdict(comparison(4.0, 5.0, 0.8, seeds=12)).endswith("three standard "
+                                                                        "errors of the difference")
+    assert recipe_verdict(comparison(5.0, 4.5, 1.0)).endswith("no ranking")
     assert recipe_verdict({}) is None
 
 
