@@ -205,11 +205,8 @@ def gan_macros(r, m, source):
     r.add("GanInterpRows", len(rows) or None, source)
     for i, word in enumerate(("One", "Two", "Three")):
         path = get(rows, i, "labels_along_path")
-        r.add(f"GanInterpFrom{word}", path[0] if path else None, source)
-        r.add(f"GanInterpTo{word}", path[-1] if path else None, source)
         r.add(f"GanInterpPath{word}", ", ".join(str(x) for x in path) if path else None,
               source)
-        r.add(f"GanInterpBlend{word}", get(rows, i, "blend_frames"), source)
 
 
 def gan_quality_macros(r, m, source):
