@@ -306,9 +306,7 @@ def early_macros(r, m, source):
     r.add("EarlySeeds", len(m["seeds"]) if "seeds" in m else None, source)
     for word, name in (("Plain", "plain template"), ("Remedy", "dropout + label smoothing")):
         run = get(m, "recipes", name) or {}
-        r.add(f"Early{word}FirstDGz", run.get("D_G_z_first_window_mean"), source, "{:.2f}")
         r.add(f"Early{word}LowestDGz", run.get("D_G_z_lowest_window"), source, "{:.2f}")
-        r.add(f"Early{word}MeanDGz", run.get("D_G_z_epoch_mean"), source, "{:.2f}")
 
 
 def activation_macros(r, m, source):
@@ -371,15 +369,6 @@ def main():
           "vae_z20_metrics.json and vae_z2_metrics.json", "{:.1f}")
     gan = load(os.path.join(args.images, "gan_metrics.json"))
     gan_macros(r, gan, "gan_metrics.json")
-    # Each model against its own floor: the distance in multiples of what as
-    # many real images of the same kind score (the references differ).
-    ratios = [get(gan, "frechet_distance"), get(gan, "quality_reference", "real_frechet_distance"),
-              get(vae[20], "sample_quality", "frechet_distance"),
-              get(vae[20], "quality_reference", "real_frechet_distance")]
-    r.add("GanFdRatio", ratios[0] / ratios[1] if None not in ratios[:2] else None,
-          "gan_metrics.json", "{:.1f}")
-    r.add("VaeTwentyFdRatio", ratios[2] / ratios[3] if None not in ratios[2:] else None,
-          "vae_z20_metrics.json", "{:.0f}")
     mc_macros(r, load(os.path.join(args.images, "vae_mc_vs_is.json")), "vae_mc_vs_is.json")
     early_macros(r, load(os.path.join(args.images, "gan_early.json")), "gan_early.json")
     activation_macros(r, load(os.path.join(args.images, "vae_activations.json")),
