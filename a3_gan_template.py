@@ -26,7 +26,8 @@ CURVES = ("loss_D", "loss_G", "D_x", "D_G_z")
 DIVERGED = 1e3
 CANDIDATES = 1000  # generated digits searched for the interpolations' ends
 INTERPOLATIONS = 3  # rows of the interpolation figure, each another pair of classes
-LAST_ITERATE = ("frechet_distance", "class_min_share")  # also scored without averaging
+# The scores also given for the last iterate, beside the averaged generator.
+LAST_ITERATE = ("frechet_distance", "two_sample_accuracy", "class_min_share")
 # Steps between updates of G's moving average; each update uses decay**EMA_EVERY,
 # which keeps its time constant at a quarter of the cost (2 ms of a 50 ms step).
 EMA_EVERY = 4
@@ -226,7 +227,7 @@ class SampleScore:
     def __init__(self, args, train_images):
         self.scorer, self.summary = sample_quality.scorer_for(
             args.data_dir, to_unit(real_images(args, "test")),
-            to_unit(train_images[:args.quality_samples]))
+            to_unit(train_images[:args.quality_samples]), two_sample=True)
         self.noise = torch.randn(args.quality_samples, args.latent_dim,
                                  generator=torch.Generator().manual_seed(args.seed + 1))
 
@@ -304,8 +305,8 @@ def write_outputs(args, state, run, score, classifier):
                         "stray_pixels_per_image": sample_quality.stray_pixels(
                             (generate(generator, score.noise) + 1) / 2),
                         "quality_over_training": {key: [q[key] for q in quality] for key in (
-                            "iteration", "frechet_distance", "class_min_share",
-                            "class_entropy_normalized")},
+                            "iteration", "frechet_distance", "two_sample_accuracy",
+                            "class_min_share", "class_entropy_normalized")},
                         "last_iterate_over_training": {
                             key: [q["last_iterate"][key] for q in quality]
                             for key in LAST_ITERATE}})
