@@ -3,9 +3,10 @@ the discriminator with one-sided label smoothing, trained with the same budget
 and the same seeds, scored by sample_quality.py.
 
 Runs a3_gan_template.py for every recipe and seed, collects the Frechet
-distance to held-out digits, the class coverage and the stray-pixel count of
-10,000 samples of each final generator, and writes them with their mean and
-spread over the seeds to --out (JSON).
+distance to held-out digits, the two-sample test's accuracy, the class
+coverage and the stray-pixel count of 10,000 samples of each final
+generator, and writes them with their mean and spread over the seeds to
+--out (JSON).
 
     python -m experiments.gan_remedy --data_dir ../shared/datasets --dataset mnist
 """
@@ -20,7 +21,7 @@ import utils
 
 RECIPES = {"plain template": ["--d_dropout", "0", "--real_label", "1"],
            "dropout + label smoothing": ["--d_dropout", "0.3", "--real_label", "0.9"]}
-KEYS = ("frechet_distance", "class_min_share", "stray_pixels_per_image")
+KEYS = ("frechet_distance", "two_sample_accuracy", "class_min_share", "stray_pixels_per_image")
 
 
 def run(flags, args, seed, out_dir):

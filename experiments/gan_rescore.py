@@ -20,7 +20,7 @@ import torch
 import a3_gan_template as gan
 import utils
 
-KEYS = ("frechet_distance", "class_min_share")
+KEYS = ("frechet_distance", "two_sample_accuracy", "class_min_share")
 
 
 def rescore(folder, data_dir, samples):
@@ -55,7 +55,8 @@ def main(argv=None):
             scored, summary = rescore(folder, args.data_dir, args.samples)
             groups.setdefault(name, []).append(scored)
             print(f"{name} seed {scored['seed']}: Frechet distance "
-                  f"{scored['frechet_distance']:.2f}, rarest digit "
+                  f"{scored['frechet_distance']:.2f}, two-sample accuracy "
+                  f"{scored['two_sample_accuracy']:.3f}, rarest digit "
                   f"{scored['class_min_share']:.3f}", flush=True)
     except (OSError, KeyError, ValueError) as err:
         sys.exit(f"error: {err}")
