@@ -9,7 +9,10 @@ Compared: every metrics number (all but the timings and the code stamp), the
 bytes of every PNG, and the tensors of every saved model. With --record,
 a passing comparison is written to images/code_equivalence.json, which
 `make results` reads: metrics files made by the base's code count as current
-while the code they would import now is that of the recorded commit.
+while the code they would import now is that of the recorded commit, if
+every file changed since is one the compared runs import. With --only, a
+change meant to alter some results (then rerun) is checked to leave the
+others as they were.
 """
 import argparse
 import json
@@ -40,9 +43,9 @@ RUNS = [  # (out_dir name, command after the interpreter)
 TIMINGS = ("seconds_per_epoch", "test_seconds", "code")
 
 
-def run_all(tree, data_dir, out):
-    """Every run of RUNS from the code in `tree`, outputs under `out`."""
-    for name, command in RUNS:
+def run_all(runs, tree, data_dir, out):
+    """Every run of `runs` from the code in `tree`, outputs under `out`."""
+    for name, command in runs:
         flags = ["--data_dir", data_dir, "--out_dir", os.path.join(out, name)]
         done = subprocess.run([sys.executable, *command, *flags], cwd=tree, text=True,
                               capture_output=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
@@ -82,7 +85,10 @@ def main():
     parser.add_argument("--data_dir", default="./data")
     parser.add_argument("--record", action="store_true",
                         help="write images/code_equivalence.json when all outputs agree")
+    parser.add_argument("--only", nargs="+", choices=sorted({name for name, _ in RUNS}),
+                        help="compare these runs only (a change meant to alter the others)")
     args = parser.parse_args()
+    runs = [run for run in RUNS if not args.only or run[0] in args.only]
     data_dir = os.path.abspath(args.data_dir)
     base = subprocess.run(["git", "-C", ROOT, "rev-parse", args.base], check=True,
                           capture_output=True, text=True).stdout.strip()
@@ -91,10 +97,10 @@ def main():
         subprocess.run(["git", "-C", ROOT, "worktree", "add", "--detach", tree, base],
                        check=True, capture_output=True)
         try:
-            run_all(tree, data_dir, os.path.join(tmp, "before"))
+            run_all(runs, tree, data_dir, os.path.join(tmp, "before"))
         finally:
             subprocess.run(["git", "-C", ROOT, "worktree", "remove", "--force", tree])
-        run_all(ROOT, data_dir, os.path.join(tmp, "after"))
+        run_all(runs, ROOT, data_dir, os.path.join(tmp, "after"))
         before, after = outputs(os.path.join(tmp, "before")), outputs(os.path.join(tmp, "after"))
         code = [load(os.path.join(tmp, "after"), k).get("code", {})
                 for k in after if k.endswith(".json")]
@@ -112,8 +118,9 @@ def main():
             sys.exit("error: --record needs the compared code committed")
         files = sorted({f for c in code for f in c.get("files", [])})
         record = {"base": base, "commit": commits.pop(), "files": files,
-                  "checked_by": f"python -m report.same_outputs --base {base[:8]}",
-                  "runs": [" ".join(command) for _, command in RUNS]}
+                  "checked_by": f"python -m report.same_outputs --base {base[:8]}"
+                                + (f" --only {' '.join(args.only)}" if args.only else ""),
+                  "runs": [" ".join(command) for _, command in runs]}
         path = os.path.join(ROOT, "images", "code_equivalence.json")
         with open(path + ".tmp", "w") as f:
             json.dump(record, f, indent=2)

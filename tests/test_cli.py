@@ -98,6 +98,9 @@ def test_gan_run_writes_every_output(data_dir, tmp_path):
     # scored: the first, every quality_interval, halfway and the last save point
     assert metrics["quality_over_training"]["iteration"] == [0, 45, 50, 90]
     assert metrics["images"] == 200
+    # 3 epochs of a GAN: the two-sample test tells its digits from real ones
+    assert metrics["two_sample_accuracy"] > metrics["quality_reference"]["real_two_sample_accuracy"]
+    assert len(metrics["last_iterate_over_training"]["two_sample_accuracy"]) == 4
     rows = metrics["interpolation"]["rows"]  # fewer when few class pairs are clear
     assert 1 <= len(rows) <= gan.INTERPOLATIONS
     assert all(len(row["labels_along_path"]) == 9 for row in rows)

@@ -133,19 +133,25 @@ def test_code_recorded_as_giving_the_same_outputs_keeps_results_current(tmp_path
     out.mkdir(parents=True)
     git(repo, "init", "-q")
 
-    def commit(text):
+    def commit(text, other):
         (repo / "model.py").write_text(text)
-        git(repo, "-c", "user.name=t", "-c", "user.email=t@t", "add", "model.py")
+        (repo / "other.py").write_text(other)
+        git(repo, "-c", "user.name=t", "-c", "user.email=t@t", "add", "model.py", "other.py")
         git(repo, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", text)
         return git(repo, "rev-parse", "HEAD")
 
-    base, refactored = commit("x = 1\n"), commit("x = 2 - 1\n")
+    # the change refactors model.py and alters other.py, which the record's runs do not import
+    base, refactored = commit("x = 1\n", "y = 1\n"), commit("x = 2 - 1\n", "y = 2\n")
     monkeypatch.setattr(results, "ROOT", str(repo))
-    utils.save_json({"code": {"commit": base, "files": ["model.py"],
-                              "uncommitted_changes": False}}, out / "a_metrics.json")
-    assert [os.path.basename(p) for p, _ in results.stale_results(str(out))] == ["a_metrics.json"]
+    for name, files in (("a", ["model.py"]), ("b", ["model.py", "other.py"])):
+        utils.save_json({"code": {"commit": base, "files": files, "uncommitted_changes": False}},
+                        out / f"{name}_metrics.json")
+    assert [os.path.basename(p) for p, _ in results.stale_results(str(out))] == [
+        "a_metrics.json", "b_metrics.json"]
     utils.save_json({"base": base, "commit": refactored, "files": ["model.py"]},
                     out / "code_equivalence.json")
+    assert [os.path.basename(p) for p, _ in results.stale_results(str(out))] == ["b_metrics.json"]
+    (out / "b_metrics.json").unlink()
     assert results.stale_results(str(out)) == []
     (repo / "model.py").write_text("x = 3\n")  # code after the record: stale again
     assert [os.path.basename(p) for p, _ in results.stale_results(str(out))] == ["a_metrics.json"]

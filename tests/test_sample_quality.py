@@ -74,6 +74,22 @@ def test_score_ranks_real_digits_far_above_noise_and_one_class(scorer, data_dir)
     assert ones["frechet_distance"] > 20 * summary["real_frechet_distance"]
 
 
+def test_two_sample_test_tells_apart_only_sets_that_differ(data_dir, monkeypatch):
+    monkeypatch.setattr(sq, "TWO_SAMPLE_STEPS", 300)  # enough for what these sets differ in
+    test = sq.unit_images(data_dir, "test")[0]  # its writers vary along the file: draw at random
+    test = test[torch.randperm(len(test), generator=torch.Generator().manual_seed(0))]
+    real, reference = test[:2000], test[2000:4000]
+    speckled = torch.maximum(real, torch.bernoulli(torch.full_like(real, 0.03)))
+    torch.manual_seed(5)
+    same = sq.two_sample_accuracy(real, reference)
+    after = torch.rand(3)
+    assert abs(same - 0.5) < 0.05
+    assert sq.two_sample_accuracy(speckled, reference) > 0.95
+    torch.manual_seed(5)  # seeded, and on its own random streams
+    assert sq.two_sample_accuracy(real, reference) == same
+    assert torch.equal(torch.rand(3), after)
+
+
 def test_classifier_cache_is_written_once_and_reused(data_dir, tmp_path, monkeypatch):
     os.symlink(os.path.join(data_dir, "MNIST"), tmp_path / "MNIST")
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "user"))
