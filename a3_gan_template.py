@@ -66,6 +66,16 @@ class Discriminator(nn.Module):
         return self.net(img.flatten(1)).squeeze(1)
 
 
+def build_models(args):
+    """G, D and their Adam optimisers (the DCGAN betas; the fused update, one
+    kernel for all parameters) on args.device; G's weights are drawn first."""
+    generator = Generator(args.latent_dim).to(args.device)
+    discriminator = Discriminator(args.d_dropout).to(args.device)
+    optimizers = (torch.optim.Adam(m.parameters(), lr=args.lr, betas=(0.5, 0.999), fused=True)
+                  for m in (generator, discriminator))
+    return generator, discriminator, *optimizers
+
+
 def averaged_generator(generator, decay):
     """An exponential moving average of the generator's weights and BatchNorm
     statistics, updated every EMA_EVERY steps (and at every save point):
@@ -227,7 +237,7 @@ class SampleScore:
     def __init__(self, args, train_images):
         self.scorer, self.summary = sample_quality.scorer_for(
             args.data_dir, to_unit(real_images(args, "test")),
-            to_unit(train_images[:args.quality_samples]), two_sample=True)
+            to_unit(train_images[:args.quality_samples]))
         self.noise = torch.randn(args.quality_samples, args.latent_dim,
                                  generator=torch.Generator().manual_seed(args.seed + 1))
 
@@ -395,11 +405,7 @@ def main(argv=None):
         score = SampleScore(args, train_images) if args.quality_samples else None
         classifier = (score.scorer.classifier if score
                       else sample_quality.load_classifier(args.data_dir)[0])
-        generator = Generator(args.latent_dim).to(args.device)
-        discriminator = Discriminator(args.d_dropout).to(args.device)
-        optimizer_G, optimizer_D = (torch.optim.Adam(m.parameters(), lr=args.lr,
-                                                     betas=(0.5, 0.999), fused=True)
-                                    for m in (generator, discriminator))
+        generator, discriminator, optimizer_G, optimizer_D = build_models(args)
         state = {"generator": generator, "discriminator": discriminator,
                  "generator_ema": averaged_generator(generator, args.ema_decay),
                  "optimizer_G": optimizer_G, "optimizer_D": optimizer_D,

@@ -24,10 +24,12 @@ def save_png(images, path, upscale=1, **grid_kwargs):
     write_atomic(path, buffer.getvalue())
 
 
-def save_curves(path, panels, xlabel, title=None, width=1, start=1):
+def save_curves(path, panels, xlabel, title=None, width=1, start=1, y_from=0):
     """Line plots against x = start, start + 1, ...: one panel per (ylabel,
     {label: values}) pair, each curve smoothed by a moving average over
-    `width` (NaN values are left out)."""
+    `width` (NaN values are left out). With y_from > 0 the y-axis spans the
+    values from x = start + y_from on, so that a far-off start does not
+    flatten the rest."""
     fig = Figure(figsize=(4.8, 0.6 + 2.3 * len(panels)))  # printed about this size
     axes = fig.subplots(len(panels), 1, sharex=True, squeeze=False)[:, 0]
     for ax, (ylabel, curves) in zip(axes, panels):
@@ -35,6 +37,11 @@ def save_curves(path, panels, xlabel, title=None, width=1, start=1):
             smooth = np.convolve(np.asarray(values, dtype=float), np.ones(width) / width,
                                  mode="valid")
             ax.plot(np.arange(len(smooth)) + start + width - 1, smooth, label=label)
+        if y_from:
+            shown = np.concatenate([np.asarray(v[y_from:], dtype=float) for v in curves.values()])
+            low, high = np.nanmin(shown), np.nanmax(shown)
+            margin = 0.05 * (high - low) or 1.0
+            ax.set_ylim(low - margin, high + margin)
         ax.set_ylabel(ylabel)
         ax.legend()
         ax.grid(alpha=0.3)

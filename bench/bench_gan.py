@@ -42,10 +42,8 @@ def wall_seconds(command, threads):
 
 def products():
     """The matrix products of one training step of the script's recipe."""
-    defaults = gan.build_parser().parse_args([])
-    generator, discriminator = gan.Generator(), gan.Discriminator(defaults.d_dropout)
-    opt_g, opt_d = (torch.optim.Adam(m.parameters(), lr=defaults.lr, betas=(0.5, 0.999),
-                                     fused=True) for m in (generator, discriminator))
+    defaults = gan.build_parser().parse_args(["--device", "cpu"])
+    generator, discriminator, opt_g, opt_d = gan.build_models(defaults)
     real = torch.rand(defaults.batch_size, 1, 28, 28) * 2 - 1
     return gemm.record(lambda: gan.train_step(real, discriminator, generator, opt_g, opt_d,
                                               defaults.latent_dim, defaults.real_label))

@@ -49,9 +49,8 @@ class Gan:
 
     def __init__(self, seed, every):
         torch.manual_seed(seed)
-        self.G, self.D = gan.Generator(), gan.Discriminator(0.3)
-        self.opts = [torch.optim.Adam(m.parameters(), lr=2e-4, betas=(0.5, 0.999), fused=True)
-                     for m in (self.G, self.D)]
+        self.G, self.D, *self.opts = gan.build_models(
+            gan.build_parser().parse_args(["--device", "cpu"]))
         self.avg, self.every, self.t = gan.averaged_generator(self.G, 0.999), every, 0
 
     def step(self, imgs, step_fn=gan.train_step):

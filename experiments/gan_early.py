@@ -22,12 +22,9 @@ WINDOW = 25  # iterations per recorded mean
 def first_epoch(images, flags, seed):
     """The window means of D(x) and D(G(z)) over one epoch of a recipe, and
     the epoch's mean D(G(z))."""
-    args = gan.build_parser().parse_args(["--seed", str(seed), *flags])
+    args = gan.build_parser().parse_args(["--seed", str(seed), "--device", "cpu", *flags])
     torch.manual_seed(seed)
-    generator, discriminator = gan.Generator(args.latent_dim), gan.Discriminator(args.d_dropout)
-    optimizer_G, optimizer_D = (torch.optim.Adam(m.parameters(), lr=args.lr,
-                                                 betas=(0.5, 0.999), fused=True)
-                                for m in (generator, discriminator))
+    generator, discriminator, optimizer_G, optimizer_D = gan.build_models(args)
     stats = [gan.train_step(batch, discriminator, generator, optimizer_G, optimizer_D,
                             args.latent_dim, args.real_label)
              for batch in datasets.TensorLoader(images, args.batch_size, shuffle=True,
