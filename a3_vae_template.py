@@ -116,8 +116,10 @@ class VAE(nn.Module):
         kl_weight < 1 (KL warm-up) scales the gradient of the KL term only;
         the value stays the ELBO.
         """
-        mean, logvar = self.encoder(x)
-        recon = bernoulli_log_likelihood(self.decoder.logits(reparametrize(mean, logvar)), x)
+        # float(): under --bf16 the products give bfloat16, the ELBO sums in float32
+        mean, logvar = (t.float() for t in self.encoder(x))
+        logits = self.decoder.logits(reparametrize(mean, logvar)).float()
+        recon = bernoulli_log_likelihood(logits, x)
         kl = gaussian_kl(mean, logvar)
         if kl_weight != 1.0:
             kl = kl_weight * kl + (1.0 - kl_weight) * kl.detach()
@@ -175,13 +177,14 @@ def log_likelihood(model, x, k, proposal="posterior", progress=None):
 
 
 # ---------------------------------------------------------------- training
-def epoch_iter(model, data, optimizer, kl_weight=1.0):
+def epoch_iter(model, data, optimizer, kl_weight=1.0, bf16=False):
     """One pass over `data`, training when the model is in training mode;
     returns the average ELBO in nats per image. The sum stays on the device
     and is read once, so no batch waits for the host."""
     total, count = 0.0, 0
     for imgs in data:
-        with torch.set_grad_enabled(model.training):
+        with torch.set_grad_enabled(model.training), \
+                torch.autocast(imgs.device.type, torch.bfloat16, enabled=bf16):
             loss = model(imgs, kl_weight)
         if model.training:
             optimizer.zero_grad(set_to_none=True)
@@ -194,11 +197,12 @@ def epoch_iter(model, data, optimizer, kl_weight=1.0):
     return average_elbo.item()
 
 
-def run_epoch(model, data, optimizer, kl_weight=1.0):
-    """Train on the training set, then evaluate on the validation set."""
+def run_epoch(model, data, optimizer, kl_weight=1.0, bf16=False):
+    """Train on the training set (under bf16 autocast with `bf16`), then
+    evaluate on the validation set (in float32)."""
     traindata, valdata = data
     model.train()
-    train_elbo = epoch_iter(model, traindata, optimizer, kl_weight)
+    train_elbo = epoch_iter(model, traindata, optimizer, kl_weight, bf16)
     model.eval()
     val_elbo = epoch_iter(model, valdata, optimizer)
     return train_elbo, val_elbo
@@ -216,7 +220,7 @@ def train(args, data, state, run):
     for epoch in range(len(history["train_elbo"]) + 1, args.epochs + 1):
         started = time.perf_counter()
         kl_weight = min(1.0, epoch / (args.warmup + 1))
-        train_elbo, val_elbo = run_epoch(model, data, optimizer, kl_weight)
+        train_elbo, val_elbo = run_epoch(model, data, optimizer, kl_weight, args.bf16)
         state["scheduler"].step()
         for key, value in (("train_elbo", train_elbo), ("val_elbo", val_elbo),
                            ("seconds_per_epoch", time.perf_counter() - started)):
@@ -320,6 +324,9 @@ def build_parser():
     parser.add_argument("--keep_best", action="store_true",
                         help="test the weights of the epoch with the best "
                              "validation ELBO (early stopping) instead of the last")
+    parser.add_argument("--bf16", action="store_true",
+                        help="train under bfloat16 autocast: faster on CPUs with bf16 "
+                             "instructions (docs/speed.md) and on GPUs; tests in float32")
     parser.add_argument("--iw_samples", default=500, type=utils.positive_int,
                         help="importance samples per test image for the NLL")
     parser.add_argument("--quality_samples", default=10000,
@@ -335,7 +342,7 @@ def build_parser():
 def training_config(args):
     """The flags a checkpoint must share with the run that resumes it."""
     return {k: getattr(args, k) for k in ("epochs", "zdim", "hidden_dim", "batch_size", "lr",
-                                          "warmup", "keep_best", "seed", "max_images")}
+                                          "warmup", "keep_best", "bf16", "seed", "max_images")}
 
 
 def build_scorer(args):

@@ -216,7 +216,7 @@ def test_keep_best_tests_the_epoch_with_the_best_validation_elbo(data_dir, tmp_p
     val_curve = iter([-100.0, -90.0, -95.0])
     epoch = iter([1, 2, 3])
 
-    def scripted_epoch(model, data, optimizer, kl_weight=1.0):
+    def scripted_epoch(model, data, optimizer, kl_weight=1.0, bf16=False):
         # mark every weight with the epoch (small: the model must stay finite)
         mark = next(epoch) * 1e-3
         with torch.no_grad():
@@ -234,3 +234,20 @@ def test_keep_best_tests_the_epoch_with_the_best_validation_elbo(data_dir, tmp_p
     assert metrics["tested_epoch"] == 2 and metrics["keep_best"] is True
     state = torch.load(tmp_path / "vae_z20_model.pt", weights_only=True)
     assert all(torch.all(v == 2e-3) for v in state.values())
+
+
+def test_bf16_training_changes_the_products_but_not_the_result(data_dir):
+    from datasets import TensorLoader, load_bmnist_split
+    train = load_bmnist_split(data_dir, "train")[:3000].float()
+    valid = TensorLoader(load_bmnist_split(data_dir, "valid")[:1000].float(), 500)
+    elbos = {}
+    for bf16 in (False, True):
+        torch.manual_seed(0)
+        model = vae.VAE(hidden_dim=64, z_dim=5)
+        optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+        for _ in range(3):
+            train_elbo, val_elbo = vae.run_epoch(
+                model, (TensorLoader(train, 100, shuffle=True), valid), optimizer, bf16=bf16)
+        elbos[bf16] = train_elbo, val_elbo
+    assert elbos[True][0] != elbos[False][0]  # bfloat16 products took another path
+    assert elbos[True][1] == pytest.approx(elbos[False][1], abs=1.0)  # to the same ELBO
