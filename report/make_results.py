@@ -87,6 +87,10 @@ def median(values):
     return statistics.median(values) if values else None
 
 
+def percent(share):
+    return 100 * share if share is not None else None
+
+
 def last(values):
     return values[-1] if values else None
 
@@ -135,10 +139,15 @@ def vae_macros(r, m, prefix, source):
     r.add(prefix + "Fd", get(m, "sample_quality", "frechet_distance"), source, "{:.1f}")
     r.add(prefix + "MeansFd", get(m, "sample_quality", "means_frechet_distance"),
           source, "{:.1f}")
-    share = get(m, "sample_quality", "class_min_share")
-    r.add(prefix + "MinShare", 100 * share if share is not None else None, source, "{:.1f}")
+    r.add(prefix + "MinShare", percent(get(m, "sample_quality", "class_min_share")), source,
+          "{:.1f}")
     r.add(prefix + "RealFd", get(m, "quality_reference", "real_frechet_distance"), source,
           "{:.2f}")
+    # the two-sample test's accuracy, in percent
+    r.add(prefix + "Ts", percent(get(m, "sample_quality", "two_sample_accuracy")), source,
+          "{:.1f}")
+    r.add(prefix + "RealTs", percent(get(m, "quality_reference", "real_two_sample_accuracy")),
+          source, "{:.1f}")
     for word, key in (("", "accuracy"), ("Binarized", "accuracy_binarized")):
         accuracy = get(m, "quality_reference", "classifier", key)
         r.add(f"{prefix}ClassifierAccuracy{word}", 100 * accuracy if accuracy else None, source,
@@ -227,6 +236,14 @@ def gan_quality_macros(r, m, source):
     r.add("GanFdEarly", fds[1] if len(fds) > 1 else None, source, "{:.1f}")
     r.add("GanLastFdEnd", get(m, "last_iterate_over_training", "frechet_distance", -1),
           source, "{:.1f}")
+    # the two-sample test's accuracy (percent) at the same points
+    tests = curve.get("two_sample_accuracy") or []
+    r.add("GanTsEarly", percent(tests[1]) if len(tests) > 1 else None, source, "{:.1f}")
+    r.add("GanTsHalf", percent(tests[its.index(half)]) if half in its and tests else None,
+          source, "{:.1f}")
+    r.add("GanTsEnd", percent(m.get("two_sample_accuracy")), source, "{:.1f}")
+    r.add("GanLastTsEnd", percent(get(m, "last_iterate_over_training", "two_sample_accuracy",
+                                      -1)), source, "{:.1f}")
     best = min(range(len(fds)), key=fds.__getitem__) if fds else None
     r.add("GanFdBest", fds[best] if fds else None, source, "{:.1f}")
     r.add("GanFdBestIteration", its[best] if fds else None, source, "{:,}")
@@ -248,6 +265,7 @@ def gan_quality_macros(r, m, source):
               if rare else None, source, "{:.0f}")
     ref = m.get("quality_reference") or {}
     r.add("GanRealFd", ref.get("real_frechet_distance"), source, "{:.2f}")
+    r.add("GanRealTs", percent(ref.get("real_two_sample_accuracy")), source, "{:.1f}")
     info = ref.get("classifier") or {}
     acc = info.get("accuracy")
     r.add("ClassifierAccuracy", 100 * acc if acc else None, source, "{:.1f}")
@@ -266,13 +284,18 @@ def remedy_macros(r, m, prefix, source):
         run = get(m, "recipes", name) or {}
         r.add(prefix + word + "Fd", run.get("frechet_distance_mean"), source, "{:.2f}")
         r.add(prefix + word + "FdStd", run.get("frechet_distance_std"), source, "{:.2f}")
-        share = run.get("class_min_share_mean")
-        r.add(prefix + word + "MinShare", 100 * share if share is not None else None, source,
+        r.add(prefix + word + "MinShare", percent(run.get("class_min_share_mean")), source,
+              "{:.1f}")
+        r.add(prefix + word + "Ts", percent(run.get("two_sample_accuracy_mean")), source,
+              "{:.1f}")
+        r.add(prefix + word + "TsStd", percent(run.get("two_sample_accuracy_std")), source,
               "{:.1f}")
         r.add(prefix + word + "Stray", run.get("stray_pixels_per_image_mean"), source,
               "{:.2f}")
     r.add(prefix + "RealFd", get(m, "quality_reference", "real_frechet_distance"), source,
           "{:.2f}")
+    r.add(prefix + "RealTs", percent(get(m, "quality_reference", "real_two_sample_accuracy")),
+          source, "{:.1f}")
     r.add(prefix + "RecipeVerdict", recipe_verdict(m), source)
 
 

@@ -83,13 +83,16 @@ def from_iteration(gan, values, first):
 
 def quality_section(gan, vae):
     """Frechet distances (classifier features of the samples vs held-out test
-    images of the same kind): the GAN over training, the VAE, and the floor
-    of as many real training images for each."""
-    lines = ["| samples | Frechet distance | rarest digit (%) |", "|---|---|---|"]
+    images of the same kind) and two-sample test accuracies: the GAN over
+    training, the VAE, and the floor of as many real training images for
+    each."""
+    lines = ["| samples | Frechet distance | two-sample accuracy (%) | rarest digit (%) |",
+             "|---|---|---|---|"]
 
     def floor(m, kind):
         ref = m["quality_reference"]
         lines.append(f"| real training images ({kind}) | {ref['real_frechet_distance']:.2f} | "
+                     f"{100 * ref['real_two_sample_accuracy']:.1f} | "
                      f"{100 * ref['real_class_min_share']:.1f} |")
 
     curve = (gan or {}).get("quality_over_training")
@@ -99,26 +102,29 @@ def quality_section(gan, vae):
         for i in sorted({0, steps // 10, steps // 2, steps}):
             lines.append(f"| GAN, iteration {curve['iteration'][i]:,} | "
                          f"{curve['frechet_distance'][i]:.1f} | "
+                         f"{100 * curve['two_sample_accuracy'][i]:.1f} | "
                          f"{100 * curve['class_min_share'][i]:.1f} |")
         best = min(range(steps + 1), key=curve["frechet_distance"].__getitem__)
         lines.append(f"| GAN, best save point (iteration {curve['iteration'][best]:,}) | "
                      f"{curve['frechet_distance'][best]:.1f} | "
+                     f"{100 * curve['two_sample_accuracy'][best]:.1f} | "
                      f"{100 * curve['class_min_share'][best]:.1f} |")
         last = gan.get("last_iterate_over_training")
         for name, values in (("moving average of G", curve), ("last iterate", last or {})):
             if values:
                 late = [statistics.median(from_iteration(gan, values[key], gan["iterations"] // 2))
-                        for key in ("frechet_distance", "class_min_share")]
+                        for key in ("frechet_distance", "two_sample_accuracy", "class_min_share")]
                 lines.append(f"| GAN, {name}: median of the second half's save points | "
-                             f"{late[0]:.2f} | {100 * late[1]:.1f} |")
+                             f"{late[0]:.2f} | {100 * late[1]:.1f} | {100 * late[2]:.1f} |")
     if vae:
         floor(vae[0], "binarized")
     for m in vae:
         q = m["sample_quality"]
         lines.append(f"| VAE `{vae_flags(m)}`, binary samples | "
-                     f"{q['frechet_distance']:.1f} | {100 * q['class_min_share']:.1f} |")
+                     f"{q['frechet_distance']:.1f} | {100 * q['two_sample_accuracy']:.1f} | "
+                     f"{100 * q['class_min_share']:.1f} |")
         lines.append(f"| VAE `{vae_flags(m)}`, Bernoulli means | "
-                     f"{q['means_frechet_distance']:.1f} | - |")
+                     f"{q['means_frechet_distance']:.1f} | - | - |")
     return lines if len(lines) > 2 else []
 
 
@@ -142,15 +148,18 @@ def remedy_section(m):
     lines = [f"GAN recipes on `--dataset {m['dataset']}` (`experiments/gan_remedy.py`, "
              f"{m['n_epochs']} epochs each, seeds {', '.join(map(str, m['seeds']))}; "
              "mean +- std over the seeds):", "",
-             "| recipe | flags | Frechet distance | rarest digit (%) | stray pixels per image |",
-             "|---|---|---|---|---|"]
+             "| recipe | flags | Frechet distance | two-sample accuracy (%) | rarest digit (%) "
+             "| stray pixels per image |",
+             "|---|---|---|---|---|---|"]
     for name, r in m["recipes"].items():
         lines.append(
             f"| {name} | `{r['flags']}` | {r['frechet_distance_mean']:.2f} +- "
-            f"{r['frechet_distance_std']:.2f} | {100 * r['class_min_share_mean']:.1f} +- "
-            f"{100 * r['class_min_share_std']:.1f} | {r['stray_pixels_per_image_mean']:.2f} |")
+            f"{r['frechet_distance_std']:.2f} | {100 * r['two_sample_accuracy_mean']:.1f} +- "
+            f"{100 * r['two_sample_accuracy_std']:.1f} | {100 * r['class_min_share_mean']:.1f} "
+            f"+- {100 * r['class_min_share_std']:.1f} | {r['stray_pixels_per_image_mean']:.2f} |")
     ref = m["quality_reference"]
     lines.append(f"| real training images | | {ref['real_frechet_distance']:.2f} | "
+                 f"{100 * ref['real_two_sample_accuracy']:.1f} | "
                  f"{100 * ref['real_class_min_share']:.1f} | |")
     return lines
 
@@ -206,16 +215,18 @@ def bench_section(out_dir):
     if m:
         def group(name, runs):
             fds = ", ".join(f"{r['frechet_distance']:.2f}" for r in runs)
+            tests = ", ".join(f"{r['two_sample_accuracy']:.1%}" for r in runs)
             shares = ", ".join(f"{r['class_min_share']:.1%}" for r in runs)
             return (f"{name} (commit {runs[0]['commit'][:7]}): Frechet distance {fds}, "
-                    f"rarest digit {shares}")
+                    f"two-sample accuracy {tests}, rarest digit {shares}")
         runs = next(iter(m["groups"].values()))["runs"]
         lines.append(f"- The GAN at an equal budget ({runs[0]['n_epochs']} epochs, seeds "
                      f"{', '.join(str(r['seed']) for r in runs)}), rescored on today's "
                      f"score (`experiments/gan_rescore.py`): "
                      + "; ".join(group(name, g["runs"]) for name, g in m["groups"].items())
                      + f"; real training images "
-                     f"{m['quality_reference']['real_frechet_distance']:.2f}.")
+                     f"{m['quality_reference']['real_frechet_distance']:.2f} and "
+                     f"{m['quality_reference']['real_two_sample_accuracy']:.1%}.")
     return lines
 
 
@@ -353,9 +364,11 @@ def headline(out_dir):
                      f"nats (k = {best['iw_samples']}) | {PUBLISHED_NLL} published |")
     if gan and "frechet_distance" in gan:
         ref = gan["quality_reference"]
-        lines.append(f"| GAN, {gan['n_epochs']} epochs, averaged generator | Frechet distance "
+        lines.append(f"| GAN, {gan['n_epochs']} epochs, averaged generator | two-sample "
+                     f"accuracy **{100 * gan['two_sample_accuracy']:.1f}%**, Frechet distance "
                      f"**{gan['frechet_distance']:.2f}**, rarest digit "
                      f"**{100 * gan['class_min_share']:.1f}%** | real images "
+                     f"{100 * ref['real_two_sample_accuracy']:.1f}%, "
                      f"{ref['real_frechet_distance']:.2f}, "
                      f"{100 * ref['real_class_min_share']:.1f}% |")
     return "\n".join(lines) if len(lines) > 2 else "(no results yet: `make run`)"

@@ -40,15 +40,16 @@ def test_results_row_of_a_keep_best_run_shows_the_tested_epoch(tmp_path):
                "test_elbo": -111.0, "test_nll_iw": 105.125, "iw_samples": 50,
                "seconds_per_epoch": [4.0, 5.0, 6.0], "device": "cpu",
                "sample_quality": {"frechet_distance": 12.34, "class_min_share": 0.05,
-                                  "means_frechet_distance": 50.0},
-               "quality_reference": {"real_frechet_distance": 0.5, "real_class_min_share": 0.09}}
+                                  "two_sample_accuracy": 0.875, "means_frechet_distance": 50.0},
+               "quality_reference": {"real_frechet_distance": 0.5, "real_class_min_share": 0.09,
+                                     "real_two_sample_accuracy": 0.5125}}
     os.makedirs(tmp_path / results.BEST_DIR)
     utils.save_json(metrics, tmp_path / results.BEST_DIR / f"vae_z{results.BEST_ZDIM}_metrics.json")
     text = results.results(str(tmp_path))
     assert ("| `--zdim 40 --epochs 3 --keep_best` | 3 | -110.50 | -111.25 | "
             "**-111.00** | **105.12** (k = 50) | 12.3 | 5.0 | cpu |") in text
-    assert "| VAE `--zdim 40 --epochs 3 --keep_best`, binary samples | 12.3 | 5.0 |" in text
-    assert "| real training images (binarized) | 0.50 | 9.0 |" in text
+    assert "| VAE `--zdim 40 --epochs 3 --keep_best`, binary samples | 12.3 | 87.5 | 5.0 |" in text
+    assert "| real training images (binarized) | 0.50 | 51.2 | 9.0 |" in text
     assert ("tested at epoch 2): test NLL **105.12** nats (k = 50, all 10,000 test "
             "images), 16.56 nats above the published 88.56") in text
 
