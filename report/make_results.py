@@ -148,10 +148,6 @@ def vae_macros(r, m, prefix, source):
           "{:.1f}")
     r.add(prefix + "RealTs", percent(get(m, "quality_reference", "real_two_sample_accuracy")),
           source, "{:.1f}")
-    for word, key in (("", "accuracy"), ("Binarized", "accuracy_binarized")):
-        accuracy = get(m, "quality_reference", "classifier", key)
-        r.add(f"{prefix}ClassifierAccuracy{word}", 100 * accuracy if accuracy else None, source,
-              "{:.1f}")
 
 
 def gan_iterations(m):
@@ -258,6 +254,9 @@ def gan_quality_macros(r, m, source):
     tenth = m["iterations"] / 10 if "iterations" in m else None
     for name, values in (("", curve), ("Last", last)):
         late_fd = from_iteration(m, values.get("frechet_distance") or [], half) if half else []
+        late_ts = (from_iteration(m, values.get("two_sample_accuracy") or [], half)
+                   if half else [])
+        r.add(f"Gan{name}TsMedianLate", percent(median(late_ts)), source, "{:.1f}")
         rare = from_iteration(m, values.get("class_min_share") or [], tenth) if tenth else []
         r.add(f"Gan{name}FdMedianLate", median(late_fd) if late_fd else None, source, "{:.2f}")
         r.add(f"Gan{name}MinShareLate", 100 * min(rare) if rare else None, source, "{:.1f}")
