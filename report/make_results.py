@@ -215,17 +215,11 @@ def gan_macros(r, m, source):
 
 
 def gan_quality_macros(r, m, source):
-    """The sample-quality score of the GAN over training and of real digits."""
+    """The sample-quality scores of the GAN over training and of real digits."""
     curve = m.get("quality_over_training") or {}
     its, fds = curve.get("iteration") or [], curve.get("frechet_distance") or []
     shares = curve.get("class_min_share") or []
-
-    def at(iteration):
-        return fds[its.index(iteration)] if iteration in its else None
-
     half = m["iterations"] // 2 if "iterations" in m else None
-    r.add("GanFdStart", at(0), source, "{:.0f}")
-    r.add("GanFdHalf", at(half), source, "{:.1f}")
     r.add("GanFdEnd", m.get("frechet_distance"), source, "{:.1f}")
     # the first scored save point after the start, and the last iterate at the end
     r.add("GanEarlyIteration", its[1] if len(its) > 1 else None, source, "{:,}")
@@ -240,9 +234,6 @@ def gan_quality_macros(r, m, source):
     r.add("GanTsEnd", percent(m.get("two_sample_accuracy")), source, "{:.1f}")
     r.add("GanLastTsEnd", percent(get(m, "last_iterate_over_training", "two_sample_accuracy",
                                       -1)), source, "{:.1f}")
-    best = min(range(len(fds)), key=fds.__getitem__) if fds else None
-    r.add("GanFdBest", fds[best] if fds else None, source, "{:.1f}")
-    r.add("GanFdBestIteration", its[best] if fds else None, source, "{:,}")
     # the first save point from which on every digit keeps a 5% share
     below = [i for i, share in enumerate(shares) if share < 0.05]
     settled = (below[-1] + 1 if below else 0) if shares else None
@@ -256,9 +247,9 @@ def gan_quality_macros(r, m, source):
         late_fd = from_iteration(m, values.get("frechet_distance") or [], half) if half else []
         late_ts = (from_iteration(m, values.get("two_sample_accuracy") or [], half)
                    if half else [])
-        r.add(f"Gan{name}TsMedianLate", percent(median(late_ts)), source, "{:.1f}")
         rare = from_iteration(m, values.get("class_min_share") or [], tenth) if tenth else []
-        r.add(f"Gan{name}FdMedianLate", median(late_fd) if late_fd else None, source, "{:.2f}")
+        r.add(f"Gan{name}FdMedianLate", median(late_fd), source, "{:.2f}")
+        r.add(f"Gan{name}TsMedianLate", percent(median(late_ts)), source, "{:.1f}")
         r.add(f"Gan{name}MinShareLate", 100 * min(rare) if rare else None, source, "{:.1f}")
         r.add(f"Gan{name}BelowEightPct", 100 * sum(v < 0.08 for v in rare) / len(rare)
               if rare else None, source, "{:.0f}")
