@@ -116,9 +116,9 @@ class VAE(nn.Module):
         kl_weight < 1 (KL warm-up) scales the gradient of the KL term only;
         the value stays the ELBO.
         """
-        # float(): under --bf16 the products give bfloat16, the ELBO sums in float32
-        mean, logvar = (t.float() for t in self.encoder(x))
-        logits = self.decoder.logits(reparametrize(mean, logvar)).float()
+        # under --bf16 the products give bfloat16; the ELBO sums in the data's precision
+        mean, logvar = (t.to(x.dtype) for t in self.encoder(x))
+        logits = self.decoder.logits(reparametrize(mean, logvar)).to(x.dtype)
         recon = bernoulli_log_likelihood(logits, x)
         kl = gaussian_kl(mean, logvar)
         if kl_weight != 1.0:
