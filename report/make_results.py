@@ -250,6 +250,10 @@ def gan_quality_macros(r, m, source):
         rare = from_iteration(m, values.get("class_min_share") or [], tenth) if tenth else []
         r.add(f"Gan{name}FdMedianLate", median(late_fd), source, "{:.2f}")
         r.add(f"Gan{name}TsMedianLate", percent(median(late_ts)), source, "{:.1f}")
+        r.add(f"Gan{name}TsMinLate", percent(min(late_ts)) if late_ts else None, source,
+              "{:.0f}")
+        r.add(f"Gan{name}TsMaxLate", percent(max(late_ts)) if late_ts else None, source,
+              "{:.0f}")
         r.add(f"Gan{name}MinShareLate", 100 * min(rare) if rare else None, source, "{:.1f}")
         r.add(f"Gan{name}BelowEightPct", 100 * sum(v < 0.08 for v in rare) / len(rare)
               if rare else None, source, "{:.0f}")
