@@ -259,6 +259,9 @@ def gan_quality_macros(r, m, source):
               if rare else None, source, "{:.0f}")
     ref = m.get("quality_reference") or {}
     r.add("GanRealFd", ref.get("real_frechet_distance"), source, "{:.2f}")
+    below = [i for i, fd in zip(its, fds) if fd < ref.get("real_frechet_distance", 0)]
+    r.add("GanFdBelowFloor", len(below) if fds else None, source)
+    r.add("GanFdFirstBelowFloor", below[0] if below else None, source, "{:,}")
     r.add("GanRealTs", percent(ref.get("real_two_sample_accuracy")), source, "{:.1f}")
     info = ref.get("classifier") or {}
     acc = info.get("accuracy")
