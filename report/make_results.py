@@ -229,8 +229,6 @@ def gan_quality_macros(r, m, source):
     # the two-sample test's accuracy (percent) at the same points
     tests = curve.get("two_sample_accuracy") or []
     r.add("GanTsEarly", percent(tests[1]) if len(tests) > 1 else None, source, "{:.1f}")
-    r.add("GanTsHalf", percent(tests[its.index(half)]) if half in its and tests else None,
-          source, "{:.1f}")
     r.add("GanTsEnd", percent(m.get("two_sample_accuracy")), source, "{:.1f}")
     r.add("GanLastTsEnd", percent(get(m, "last_iterate_over_training", "two_sample_accuracy",
                                       -1)), source, "{:.1f}")
