@@ -150,7 +150,7 @@ def test_an_unwritable_data_folder_caches_in_the_user_folder(data_dir, tmp_path,
 
 def test_building_the_classifier_leaves_the_global_rng_alone():
     torch.manual_seed(5)
-    sq.new_classifier()
+    sq.seeded(sq.DigitClassifier)
     after = torch.rand(3)
     torch.manual_seed(5)
     assert torch.equal(torch.rand(3), after)
