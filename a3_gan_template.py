@@ -226,7 +226,7 @@ def to_unit(images):
 
 def save_samples(generator, noise, path):
     figures.save_png(generate(generator, noise), path, upscale=4, nrow=5, normalize=True,
-                     value_range=(-1, 1))
+                     value_range=(-1, 1), pad_value=0.5)  # grey lines between the digits
 
 
 class SampleScore:
@@ -289,7 +289,7 @@ def save_interpolation(generator, classifier, noise, path):
                      "different_classes": bool(path_labels[0] != path_labels[-1]),
                      "blend_frames": int((~sure_ends[1:-1]).sum())})
     figures.save_png(torch.cat(images), path, upscale=4, nrow=len(images[0]), normalize=True,
-                     value_range=(-1, 1))
+                     value_range=(-1, 1), pad_value=0.5)
     return {"steps": len(images[0]) - 2, "rows": info}
 
 
