@@ -58,7 +58,8 @@ mc-vs-is: $(STAMP)
 	$(PY) -m experiments.vae_mc_vs_is --data_dir $(DATA_DIR) --out_dir $(OUT_DIR)
 
 # 3 seeds x 2 recipes x 10 epochs per data set: about 20 min each on one core;
-# the first-epoch and architecture studies: a few minutes.
+# the first-epoch and architecture studies: a few minutes; the score's noise
+# (about 5 min) needs the GAN of run-gan in $(OUT_DIR).
 run-experiments: $(STAMP)
 	$(PY) -m experiments.gan_early --data_dir $(DATA_DIR) --out $(OUT_DIR)/gan_early.json
 	$(PY) -m experiments.vae_activations --data_dir $(DATA_DIR) \
@@ -67,6 +68,8 @@ run-experiments: $(STAMP)
 		--out $(OUT_DIR)/gan_remedy_mnist.json
 	$(PY) -m experiments.gan_remedy --data_dir $(DATA_DIR) --dataset bmnist --n_epochs 10 \
 		--out $(OUT_DIR)/gan_remedy_bmnist.json
+	$(PY) -m experiments.score_noise --data_dir $(DATA_DIR) --run_dir $(OUT_DIR) \
+		--out $(OUT_DIR)/score_noise.json
 
 bench: $(STAMP)
 	$(PY) -m bench.bench_vae --data_dir $(DATA_DIR) --out $(OUT_DIR)/bench_vae.json

@@ -6,7 +6,9 @@ import torch
 import torch.nn as nn
 
 import experiments.gan_early as early
+import experiments.score_noise as noise
 import experiments.vae_activations as act
+import sample_quality as sq
 from experiments.gan_remedy import RECIPES
 
 
@@ -46,3 +48,13 @@ def test_every_two_layer_variant_keeps_the_scripts_shape_with_its_activation():
         net = act.variant(depth, width, activation).encoder.net
         assert sum(isinstance(m, nn.Linear) for m in net) == 3
         assert sum(isinstance(m, activation) for m in net) == 2, name
+
+
+def test_the_noise_study_scores_its_first_restarts_as_the_score_does(monkeypatch):
+    monkeypatch.setattr(sq, "TWO_SAMPLE_STEPS", 20)
+    monkeypatch.setattr(noise, "SEEDS", 4)
+    ours, theirs = torch.rand(300, 784), torch.rand(300, 784)
+    study = noise.restarts(ours, theirs)
+    assert len(study["accuracies"]) == 4 and len(set(study["accuracies"])) > 1
+    assert study["score"] == sq.two_sample_accuracy(ours, theirs)
+    assert study["spread"] >= study["std"] > 0
