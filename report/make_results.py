@@ -338,6 +338,26 @@ def activation_macros(r, m, source):
         r.add(f"Act{word}", get(m, "val_elbo", name, -1), source, "{:.1f}")
 
 
+def noise_macros(r, m, source):
+    """experiments/score_noise.py: the two-sample test's spread over seeds on
+    the final GAN and real digits, and the floor-bias check."""
+    m = m or {}
+    r.add("NoiseSeeds", m.get("seeds"), source)
+    r.add("NoiseRestarts", m.get("restarts_in_score"), source)
+    for word, name in (("Avg", "averaged generator"), ("Last", "last iterate"),
+                       ("Real", "real training digits")):
+        runs = get(m, "sets", name, "accuracies") or []
+        r.add(f"Noise{word}Min", percent(min(runs)) if runs else None, source, "{:.1f}")
+        r.add(f"Noise{word}Max", percent(max(runs)) if runs else None, source, "{:.1f}")
+        r.add(f"Noise{word}Std", percent(get(m, "sets", name, "std")), source, "{:.1f}")
+        r.add(f"Noise{word}Score", percent(get(m, "sets", name, "score")), source, "{:.1f}")
+    floor = m.get("floor_frechet_distance") or {}
+    seen = [v for k, v in floor.items() if k.startswith("seen")]
+    r.add("FloorSeenFdMin", min(seen) if seen else None, source, "{:.2f}")
+    r.add("FloorSeenFdMax", max(seen) if seen else None, source, "{:.2f}")
+    r.add("FloorUnseenFd", floor.get("unseen, last 10k"), source, "{:.2f}")
+
+
 def mc_macros(r, m, source):
     """The Q1.4 experiment (vae_mc_vs_is.py): log p(x) estimated with k samples
     from the prior and from q(z|x), image-averaged, per latent size."""
@@ -389,6 +409,7 @@ def main():
     gan_macros(r, gan, "gan_metrics.json")
     mc_macros(r, load(os.path.join(args.images, "vae_mc_vs_is.json")), "vae_mc_vs_is.json")
     early_macros(r, load(os.path.join(args.images, "gan_early.json")), "gan_early.json")
+    noise_macros(r, load(os.path.join(args.images, "score_noise.json")), "score_noise.json")
     activation_macros(r, load(os.path.join(args.images, "vae_activations.json")),
                       "vae_activations.json")
     for dataset, prefix in (("mnist", "Grey"), ("bmnist", "Binary")):

@@ -128,6 +128,19 @@ def quality_section(gan, vae):
     return lines if len(lines) > 2 else []
 
 
+def noise_section(m):
+    """experiments/score_noise.py: how much one two-sample test moves with its
+    seed, and the floor's distance under a classifier that never saw it."""
+    sets = "; ".join(f"{name} {min(r['accuracies']):.1%} to {max(r['accuracies']):.1%} "
+                     f"(standard deviation {100 * r['std']:.1f} points, score {r['score']:.1%})"
+                     for name, r in m["sets"].items())
+    floor = ", ".join(f"{name} {fd:.2f}" for name, fd in m["floor_frechet_distance"].items())
+    return [f"The two-sample test with {m['seeds']} seeds on the final GAN "
+            f"(`experiments/score_noise.py`; the score is the median of the first "
+            f"{m['restarts_in_score']}): {sets}. Frechet distance to the test digits of "
+            f"training digits under a classifier trained on the first 50,000: {floor}."]
+
+
 def best_section(m):
     """One sentence on the run that targets the published test NLL."""
     margin = PUBLISHED_NLL - m["test_nll_iw"]
@@ -336,6 +349,9 @@ def results(out_dir):
         lines += ["Sample quality: Frechet distance between classifier features of "
                   "10,000 samples and of 10,000 held-out real digits of the same kind "
                   "(`sample_quality.py`; lower is better):", ""] + quality + [""]
+    noise = load(out_dir, "score_noise.json")
+    if noise:
+        lines += noise_section(noise) + [""]
     for dataset in ("mnist", "bmnist"):
         remedy = load(out_dir, f"gan_remedy_{dataset}.json")
         if remedy:
