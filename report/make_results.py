@@ -261,6 +261,17 @@ def gan_quality_macros(r, m, source):
     r.add("GanFdBelowFloor", len(below) if fds else None, source)
     r.add("GanFdFirstBelowFloor", below[0] if below else None, source, "{:,}")
     r.add("GanRealTs", percent(ref.get("real_two_sample_accuracy")), source, "{:.1f}")
+    chain = [("real training digits", ref.get("real_two_sample_accuracy")),
+             ("the moving average", m.get("two_sample_accuracy")),
+             ("its last iterate", get(last, "two_sample_accuracy", -1)),
+             (f"the moving average after {its[1]:,} iterations" if len(its) > 1 else "",
+              tests[1] if len(tests) > 1 else None)]
+    known = None not in [v for _, v in chain]
+    r.add("GanOrder", " ".join(
+        (f"{'$<$' if chain[i - 1][1] < v else '$>$'} " if i else "") + f"{name} ({100 * v:.1f}%)"
+        for i, (name, v) in enumerate(chain)) if known else None, source)
+    r.add("GanOrderHolds", ("holds" if all(a[1] < b[1] for a, b in zip(chain, chain[1:]))
+                            else "does not hold") if known else None, source)
     info = ref.get("classifier") or {}
     acc = info.get("accuracy")
     r.add("ClassifierAccuracy", 100 * acc if acc else None, source, "{:.1f}")
