@@ -230,8 +230,6 @@ def gan_quality_macros(r, m, source):
     tests = curve.get("two_sample_accuracy") or []
     r.add("GanTsEarly", percent(tests[1]) if len(tests) > 1 else None, source, "{:.1f}")
     r.add("GanTsEnd", percent(m.get("two_sample_accuracy")), source, "{:.1f}")
-    r.add("GanLastTsEnd", percent(get(m, "last_iterate_over_training", "two_sample_accuracy",
-                                      -1)), source, "{:.1f}")
     # the first save point from which on every digit keeps a 5% share
     below = [i for i, share in enumerate(shares) if share < 0.05]
     settled = (below[-1] + 1 if below else 0) if shares else None
@@ -248,11 +246,6 @@ def gan_quality_macros(r, m, source):
         rare = from_iteration(m, values.get("class_min_share") or [], tenth) if tenth else []
         r.add(f"Gan{name}FdMedianLate", median(late_fd), source, "{:.2f}")
         r.add(f"Gan{name}TsMedianLate", percent(median(late_ts)), source, "{:.1f}")
-        r.add(f"Gan{name}TsMinLate", percent(min(late_ts)) if late_ts else None, source,
-              "{:.0f}")
-        r.add(f"Gan{name}TsMaxLate", percent(max(late_ts)) if late_ts else None, source,
-              "{:.0f}")
-        r.add(f"Gan{name}MinShareLate", 100 * min(rare) if rare else None, source, "{:.1f}")
         r.add(f"Gan{name}BelowEightPct", 100 * sum(v < 0.08 for v in rare) / len(rare)
               if rare else None, source, "{:.0f}")
     ref = m.get("quality_reference") or {}
@@ -335,7 +328,7 @@ def early_macros(r, m, source):
     r.add("EarlySeeds", len(m["seeds"]) if "seeds" in m else None, source)
     for word, name in (("Plain", "plain template"), ("Remedy", "dropout + label smoothing")):
         run = get(m, "recipes", name) or {}
-        r.add(f"Early{word}LowestDGz", run.get("D_G_z_lowest_window"), source, "{:.2f}")
+        r.add(f"Early{word}LowestDGz", run.get("D_G_z_lowest_window"), source, "{:.3f}")
 
 
 def activation_macros(r, m, source):
@@ -360,8 +353,6 @@ def noise_macros(r, m, source):
         runs = get(m, "sets", name, "accuracies") or []
         r.add(f"Noise{word}Min", percent(min(runs)) if runs else None, source, "{:.1f}")
         r.add(f"Noise{word}Max", percent(max(runs)) if runs else None, source, "{:.1f}")
-        r.add(f"Noise{word}Std", percent(get(m, "sets", name, "std")), source, "{:.1f}")
-        r.add(f"Noise{word}Score", percent(get(m, "sets", name, "score")), source, "{:.1f}")
     floor = m.get("floor_frechet_distance") or {}
     seen = [v for k, v in floor.items() if k.startswith("seen")]
     r.add("FloorSeenFdMin", min(seen) if seen else None, source, "{:.2f}")
