@@ -35,8 +35,8 @@ STEPS, STEP_BATCH, LR, SEED = 3000, 128, 2e-3, 0
 CACHE = f"digit_cnn_s{STEPS}_b{STEP_BATCH}_seed{SEED}_t1.pt"
 # The two-sample test's budget: each restart takes a few seconds on one core
 # whatever the number of images, since the test set, not the training, grows
-# with them. One restart's accuracy on a good generator's digits moved by
-# 25 points from seed to seed; the median of three is what the runs report.
+# with them. One restart's accuracy depends on its seed (by how much:
+# experiments/score_noise.py); the runs report the median of three.
 TWO_SAMPLE_STEPS, TWO_SAMPLE_LR, TWO_SAMPLE_RESTARTS = 1000, 1e-3, 3
 
 
