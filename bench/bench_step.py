@@ -11,6 +11,9 @@
    sample_quality.py) and the VAE's validation ELBO. Where it is slower, as
    on CPUs without bf16 instructions, it would not be adopted, and the
    quality study is skipped.
+3. The GAN step compiled whole by torch.compile (inductor, which fuses the
+   element-wise work into generated C++) against the same step in eager
+   mode; the first, compiling round is left out by taking the best round.
 
     python -m bench.bench_step --data_dir ../shared/datasets
 """
@@ -127,6 +130,8 @@ def main(argv=None):
               "gan_step_ms": step_ms,
               "gan_step_speedup": step_ms["earlier step"] / step_ms["this step"]}
 
+    result["gan_compiled_ms"] = compiled_gan_ms(grey, args.steps // 4)
+
     g32, g16, v32, v16 = Gan(0, gan.EMA_EVERY), Gan(0, gan.EMA_EVERY), Vae(0), Vae(0)
     result["gan_bf16_ms"] = ms_per_step({"float32": g32.step, "bf16": autocast(True, g16.step)},
                                         grey, BATCH_G, args.steps // 4, 2)
@@ -139,6 +144,19 @@ def main(argv=None):
     print({k: v for k, v in result.items() if k != "bf16_quality"})
     if args.out:
         utils.save_json(result, args.out)
+
+
+def compiled_gan_ms(data, steps):
+    """Eager against torch.compile'd GAN steps, or None where inductor
+    cannot build (it needs a C++ compiler at run time)."""
+    eager, compiled, step = Gan(0, gan.EMA_EVERY), Gan(0, gan.EMA_EVERY), torch.compile(
+        gan.train_step)
+    try:
+        return ms_per_step({"eager": eager.step, "torch.compile": lambda b: compiled.step(b, step)},
+                           data, BATCH_G, steps, 3)
+    except Exception as error:  # inductor's build errors have no common type
+        print("torch.compile failed:", str(error).splitlines()[0])
+        return None
 
 
 def bf16_quality(args, grey, binary, valid):
