@@ -256,8 +256,8 @@ def run_time(vae, gan, bench):
     if not vae and not gan:
         return []
     minutes = sum((sum(m["seconds_per_epoch"]) + m.get("test_seconds", 0)) / 60 for m in vae)
-    text = (f"- `make run` on this machine: the {len(vae)} VAE runs took {minutes:.0f} min "
-            "of training and test evaluation")
+    text = (f"- `make run` on the machine that made the committed runs: the {len(vae)} VAE "
+            f"runs took {minutes:.0f} min of training and test evaluation")
     if gan:
         gan_minutes = sum(gan["seconds_per_epoch"]) / 60
         text += (f", the GAN {gan_minutes:.0f} min (with its quality scoring): "
@@ -268,8 +268,9 @@ def run_time(vae, gan, bench):
     if gan and bench and "train_seconds" in bench:
         quiet = bench["train_seconds"] * 60_000 / bench["images"]
         lines.append(f"- A GAN training pass over the 60,000 grey-scale images takes "
-                     f"{quiet:.1f} s on one core (from `bench_gan.json`, without the "
-                     "quality scoring of the save points).")
+                     f"{quiet:.1f} s on one core of the benchmark's machine (single-thread "
+                     f"peak {bench['peak_gflops']:.0f} GFLOP/s; from `bench_gan.json`, without "
+                     "the quality scoring of the save points).")
     return lines
 
 
