@@ -23,6 +23,14 @@ import utils
 KEYS = ("frechet_distance", "two_sample_accuracy", "class_min_share")
 
 
+def load_generator(folder, latent_dim):
+    """A finished run's moving-average generator (its gan_generator.pt)."""
+    generator = gan.Generator(latent_dim)
+    generator.load_state_dict(torch.load(os.path.join(folder, "gan_generator.pt"),
+                                         weights_only=True))
+    return generator
+
+
 def rescore(folder, data_dir, samples):
     """The run's training flags and code, and its generator's score."""
     with open(os.path.join(folder, "gan_metrics.json")) as f:
@@ -30,11 +38,8 @@ def rescore(folder, data_dir, samples):
     args = gan.build_parser().parse_args([
         "--data_dir", data_dir, "--dataset", metrics["dataset"], "--seed", str(metrics["seed"]),
         "--latent_dim", str(metrics["latent_dim"]), "--quality_samples", str(samples)])
-    generator = gan.Generator(args.latent_dim)
-    generator.load_state_dict(torch.load(os.path.join(folder, "gan_generator.pt"),
-                                         weights_only=True))
     score = gan.SampleScore(args, gan.real_images(args, "train"))
-    result = score(generator)
+    result = score(load_generator(folder, args.latent_dim))
     return {"n_epochs": metrics["n_epochs"], "seed": metrics["seed"],
             "commit": metrics["code"]["commit"], **{k: result[k] for k in KEYS},
             "class_shares": result["class_shares"]}, score.summary

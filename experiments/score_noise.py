@@ -22,6 +22,7 @@ import torch
 import a3_gan_template as gan
 import sample_quality as sq
 import utils
+from experiments.gan_rescore import load_generator
 
 SEEDS = 7
 SEEN = 50000  # digits the floor-bias check's classifier trains on
@@ -32,19 +33,16 @@ def generators(run_dir, latent_dim):
     checkpoint, which holds both)."""
     state = torch.load(os.path.join(run_dir, "gan_checkpoint.pt"), map_location="cpu",
                        weights_only=True)["state"]
-    averaged, last = gan.Generator(latent_dim), gan.Generator(latent_dim)
-    averaged.load_state_dict(torch.load(os.path.join(run_dir, "gan_generator.pt"),
-                                        weights_only=True))
+    last = gan.Generator(latent_dim)
     last.load_state_dict(state["generator"])
-    return {"averaged generator": averaged, "last iterate": last}
+    return {"averaged generator": load_generator(run_dir, latent_dim), "last iterate": last}
 
 
 def restarts(images, reference):
     """The accuracy of each seed's test and what the score makes of them."""
     ours, theirs = images.flatten(1).float(), reference.flatten(1).float()
     accuracies = [sq.two_sample_test(ours, theirs, seed) for seed in range(SEEDS)]
-    return {"accuracies": accuracies, "mean": statistics.mean(accuracies),
-            "std": statistics.stdev(accuracies), "spread": max(accuracies) - min(accuracies),
+    return {"accuracies": accuracies, "std": statistics.stdev(accuracies),
             "score": statistics.median(accuracies[:sq.TWO_SAMPLE_RESTARTS])}
 
 
@@ -82,6 +80,7 @@ def main(argv=None):
         print(f"{name:>22}: " + ", ".join(
             f"{a:.3f}" for a in result["sets"][name]["accuracies"]), flush=True)
     result["floor_frechet_distance"] = floor_bias(args.data_dir)
+    result["floor_seen_images"] = SEEN
     print("floor bias:", result["floor_frechet_distance"])
     result["code"] = code
     utils.save_json(result, args.out)

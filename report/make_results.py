@@ -333,6 +333,7 @@ def noise_macros(r, m, source):
     r.add("FloorSeenFdMin", min(seen) if seen else None, source, "{:.2f}")
     r.add("FloorSeenFdMax", max(seen) if seen else None, source, "{:.2f}")
     r.add("FloorUnseenFd", floor.get("unseen, last 10k"), source, "{:.2f}")
+    r.add("FloorSeenImages", m.get("floor_seen_images"), source, "{:,}")
 
 
 def mc_macros(r, m, source):

@@ -138,7 +138,8 @@ def noise_section(m):
     return [f"The two-sample test with {m['seeds']} seeds on the final GAN "
             f"(`experiments/score_noise.py`; the score is the median of the first "
             f"{m['restarts_in_score']}): {sets}. Frechet distance to the test digits of "
-            f"training digits under a classifier trained on the first 50,000: {floor}."]
+            f"training digits under a classifier trained on the first "
+            f"{m['floor_seen_images']:,}: {floor}."]
 
 
 def best_section(m):

