@@ -289,9 +289,9 @@ def stale_results(out_dir):
     were produced with, or that record no commit; with the reason. A record
     of report/same_outputs.py (images/code_equivalence.json: the code of its
     commit gives the very outputs of the code of its base) bridges a change:
-    a run from code equal to the base's is current while the code of the
-    record's commit is unchanged, if the record compared runs importing
-    every file that changed."""
+    a run from code equal to the base's is current while the files it
+    imported are as in the record's commit, if the record compared runs
+    importing every file that changed."""
     same = load(os.path.join(ROOT, "images"), "code_equivalence.json")
     stale = []
     for folder, _, names in sorted(os.walk(out_dir)):
@@ -307,7 +307,7 @@ def stale_results(out_dir):
                 files = changed(code["files"], code["commit"])
                 if files and same and set(files) <= set(same["files"]) \
                         and changed(code["files"], code["commit"], [same["base"]]) == [] \
-                        and changed(same["files"], same["commit"]) == []:
+                        and changed(code["files"], same["commit"]) == []:
                     files = []  # the same outputs, from code recorded as equivalent
                 if files is None or files:
                     stale.append((path, f"code changed since {code['commit'][:8]}: "

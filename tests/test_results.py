@@ -154,5 +154,10 @@ def test_code_recorded_as_giving_the_same_outputs_keeps_results_current(tmp_path
     assert [os.path.basename(p) for p, _ in results.stale_results(str(out))] == ["b_metrics.json"]
     (out / "b_metrics.json").unlink()
     assert results.stale_results(str(out)) == []
+    # a later change to a file the record covers but the run did not import
+    utils.save_json({"base": base, "commit": refactored, "files": ["model.py", "other.py"]},
+                    out / "code_equivalence.json")
+    (repo / "other.py").write_text("y = 3\n")
+    assert results.stale_results(str(out)) == []
     (repo / "model.py").write_text("x = 3\n")  # code after the record: stale again
     assert [os.path.basename(p) for p, _ in results.stale_results(str(out))] == ["a_metrics.json"]
