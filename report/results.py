@@ -257,8 +257,8 @@ def run_time(vae, gan, bench):
     if not vae and not gan:
         return []
     minutes = sum((sum(m["seconds_per_epoch"]) + m.get("test_seconds", 0)) / 60 for m in vae)
-    text = (f"- `make run` on the machine that made the committed runs: the {len(vae)} VAE "
-            f"runs took {minutes:.0f} min of training and test evaluation")
+    text = (f"- `make run`'s committed runs, each timed on the machine that ran it: the "
+            f"{len(vae)} VAE runs took {minutes:.0f} min of training and test evaluation")
     if gan:
         gan_minutes = sum(gan["seconds_per_epoch"]) / 60
         text += (f", the GAN {gan_minutes:.0f} min (with its quality scoring): "
