@@ -6,7 +6,6 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 import a3_gan_template as gan
-import sample_quality as sq
 
 
 # ------------------------------------------------------------------- losses
