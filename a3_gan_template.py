@@ -122,7 +122,7 @@ def train(dataloader, discriminator, generator, optimizer_G, optimizer_D, args, 
         run.save({k: v for k, v in state.items() if k != "scorer"}, epoch + 1)
         means = state["curves"][-steps:].mean(0).tolist()
         line = " ".join(f"{k} {v:.3f}" for k, v in zip(CURVES, means))
-        print(f"epoch {epoch + 1}/{args.n_epochs} {line} {state['seconds'][-1]:.0f} s", flush=True)
+        print(f"epoch {epoch + 1}/{args.n_epochs} {line} {state['seconds'][-1]:.0f} s")
 
 
 def save_points(total, interval):

@@ -116,6 +116,7 @@ class Run:
             raise KeyboardInterrupt(128 + signum)
 
         self.handlers = {s: signal.signal(s, interrupt) for s in (2, 1, 15)}  # INT, HUP, TERM
+        sys.stdout.reconfigure(line_buffering=True)  # every line reaches a log at once
         wanted = self.args.device
         if wanted == "cuda" and not torch.cuda.is_available():
             raise RunError("--device cuda: no CUDA device is available")
@@ -137,6 +138,8 @@ class Run:
             argv += [] if "--resume" in argv else ["--resume"]
             command = shlex.join([sys.executable, sys.argv[0], *argv])
             line += f"; {self.checkpoint} holds {self.epochs_done} epochs, resume with: {command}"
+        elif self.status and kind is KeyboardInterrupt:
+            line += "; no epoch was finished, nothing to resume"
         if self.status:
             try:
                 print(line, file=sys.stderr, flush=True)
@@ -193,6 +196,8 @@ class Run:
                 torch.cuda.set_rng_state(ckpt["rng"]["cuda"])
         except RunError as err:
             raise RunError(f"--resume: {err}") from None
+        except FileNotFoundError:
+            raise RunError(f"--resume: there is no checkpoint at {self.checkpoint}") from None
         except Exception as err:  # noqa: BLE001 - torch raises many kinds
             reason = (str(err).splitlines() or [type(err).__name__])[0][:200]
             raise RunError(
