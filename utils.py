@@ -2,6 +2,7 @@
 which owns a run's files and checkpoint and ends it in one line."""
 
 import argparse
+import contextlib
 import io
 import json
 import os
@@ -102,11 +103,8 @@ class Run:
         self.config = {k: v for k, v in vars(args).items() if k not in PLACE}
         self.checkpoint = self.path("checkpoint.pt")
         self.epochs_done = self.status = 0
-        # now: a commit during the run must not relabel it
-        self.code = {
-            "commit": git("rev-parse", "HEAD"),
-            "changed": bool(git("status", "-s", "--", "*.py")),
-        }
+        changed = bool(git("status", "-s", "--", "*.py"))  # now: a later commit must not relabel it
+        self.code = {"commit": git("rev-parse", "HEAD"), "changed": changed}
 
     def path(self, suffix):
         return os.path.join(self.args.out_dir, f"{self.name}_{suffix}")
@@ -117,11 +115,10 @@ class Run:
 
         self.handlers = {s: signal.signal(s, interrupt) for s in (2, 1, 15)}  # INT, HUP, TERM
         sys.stdout.reconfigure(line_buffering=True)  # every line reaches a log at once
-        wanted = self.args.device
-        if wanted == "cuda" and not torch.cuda.is_available():
+        auto = "cuda" if torch.cuda.is_available() else "cpu"
+        self.device = torch.device(auto if self.args.device == "auto" else self.args.device)
+        if self.device.type != auto and auto == "cpu":
             raise RunError("--device cuda: no CUDA device is available")
-        self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-        self.device = self.device if wanted == "auto" else torch.device(wanted)
         return self
 
     def __exit__(self, kind, err, tb):
@@ -134,17 +131,14 @@ class Run:
         elif isinstance(err, (MemoryError, torch.OutOfMemoryError)):
             self.status, line = 1, "error: out of memory; try a smaller batch or model"
         if self.status and self.epochs_done:
-            argv = [a for a in self.argv if a != "--overwrite"]
-            argv += [] if "--resume" in argv else ["--resume"]
+            argv = [a for a in self.argv if a not in ("--overwrite", "--resume")] + ["--resume"]
             command = shlex.join([sys.executable, sys.argv[0], *argv])
             line += f"; {self.checkpoint} holds {self.epochs_done} epochs, resume with: {command}"
-        elif self.status and kind is KeyboardInterrupt:
-            line += "; no epoch was finished, nothing to resume"
+        elif kind is KeyboardInterrupt:
+            line += " before the first epoch ended; nothing to resume"
         if self.status:
-            try:
+            with contextlib.suppress(OSError):  # the terminal is gone: the status says it
                 print(line, file=sys.stderr, flush=True)
-            except OSError:  # the terminal is gone: the status says it
-                pass
         for sig, handler in self.handlers.items():
             signal.signal(sig, handler)
         return kind is None or self.status != 0
@@ -182,7 +176,7 @@ class Run:
             ckpt = torch.load(self.checkpoint, map_location="cpu", weights_only=True)
             other = [k for k, v in self.config.items() if ckpt["config"].get(k) != v]
             if other:
-                raise RunError(f"{self.checkpoint} was written with other {', '.join(other)}")
+                raise ValueError(f"it was written with other {', '.join(other)}")
             for key, value in state.items():
                 if hasattr(value, "load_state_dict"):
                     value.load_state_dict(ckpt["state"][key])
@@ -194,15 +188,9 @@ class Run:
             torch.set_rng_state(ckpt["rng"]["cpu"])
             if "cuda" in ckpt["rng"] and self.device.type == "cuda":
                 torch.cuda.set_rng_state(ckpt["rng"]["cuda"])
-        except RunError as err:
-            raise RunError(f"--resume: {err}") from None
-        except FileNotFoundError:
-            raise RunError(f"--resume: there is no checkpoint at {self.checkpoint}") from None
         except Exception as err:  # noqa: BLE001 - torch raises many kinds
-            reason = (str(err).splitlines() or [type(err).__name__])[0][:200]
-            raise RunError(
-                f"--resume: {self.checkpoint} cannot resume this run ({reason})"
-            ) from None
+            reason = getattr(err, "strerror", None) or (str(err).splitlines() or [repr(err)])[0]
+            raise RunError(f"--resume: {self.checkpoint}: {reason[:200]}") from None
         self.epochs_done = ckpt["epochs_done"]
         return self.epochs_done
 

@@ -22,17 +22,27 @@ if ! command -v pdflatex >/dev/null || ! command -v bibtex >/dev/null; then
         texlive-latex-base texlive-latex-recommended texlive-fonts-recommended
 fi
 
-# The course's style file where it is installed, else the look-alike (report.tex picks it).
+# The course's style file where it can be had (downloaded once, never committed), else the
+# look-alike (report.tex picks it).
+STYLE_URL=https://media.nips.cc/Conferences/NIPS2018/Styles/nips_2018.sty
 if [ ! -f nips_2018.sty ] && ! kpsewhich nips_2018.sty >/dev/null 2>&1; then
-    echo "note: nips_2018.sty is neither on the TeX path nor in report/: using report/nips_lookalike.sty"
+    if curl -fsSL --max-time 20 -o nips_2018.sty.tmp "$STYLE_URL" 2>/dev/null \
+            && grep -q ProvidesPackage nips_2018.sty.tmp; then
+        mv nips_2018.sty.tmp nips_2018.sty
+    else
+        rm -f nips_2018.sty.tmp
+        echo "note: $STYLE_URL cannot be downloaded: building with report/nips_lookalike.sty"
+    fi
 fi
 
-# The author line: NAME (and STUDENT_ID) from the environment, else the placeholder.
+# The author line: NAME (and STUDENT_ID) from the environment, taken literally and
+# escaped for LaTeX; without NAME, the model answer's.
 rm -f student.tex
 if [ -n "${NAME:-}" ]; then
-    "$PYTHON" -c 'import sys, re
+    "$PYTHON" -c 'import sys
 name = " ".join(a for a in sys.argv[1:] if a)
-escaped = re.sub(r"([&%$#_{}])", r"\\\1", name)
+special = {"\\": r"\textbackslash{}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}"}
+escaped = "".join(special.get(c, "\\" + c if c in "&%$#_{}" else c) for c in name)
 print("\\newcommand{\\StudentName}{%s}" % escaped)' "$NAME" "${STUDENT_ID:+($STUDENT_ID)}" > student.tex
 fi
 

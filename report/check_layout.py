@@ -10,6 +10,7 @@
 
 Standard library only; exits 1 and names every breach.
 """
+
 import argparse
 import os
 import re
@@ -18,16 +19,23 @@ import subprocess
 import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-FIGURES = {"1.13": "fig:elbo", "1.14": "fig:vae-samples", "1.15": "fig:manifold",
-           "2.6": "fig:gan-samples", "2.7": "fig:interp"}
+FIGURES = {
+    "1.13": "fig:elbo",
+    "1.14": "fig:vae-samples",
+    "1.15": "fig:manifold",
+    "2.6": "fig:gan-samples",
+    "2.7": "fig:interp",
+}
 MAX_LINES = {"1.12": 10, "2.5": 10, "3.1": 10}
-PLACEHOLDER = "Student name"
+PLACEHOLDER = "Model answer"
 
 
 def label_pages(aux_text):
     """label -> page number, from the \\newlabel lines of report.aux."""
-    return {m.group(1): int(m.group(2)) for m in re.finditer(
-        r"\\newlabel\{([^}]*)\}\{\{[^{}]*\}\{(\d+)\}", aux_text)}
+    return {
+        m.group(1): int(m.group(2))
+        for m in re.finditer(r"\\newlabel\{([^}]*)\}\{\{[^{}]*\}\{(\d+)\}", aux_text)
+    }
 
 
 def placement_errors(pages):
@@ -40,8 +48,7 @@ def placement_errors(pages):
         elif not 0 <= f - q <= 1:
             errors.append(f"{figure} is on page {f}, question {question} on page {q}")
         elif references is not None and f > references:
-            errors.append(f"{figure} (page {f}) comes after the bibliography (page "
-                          f"{references})")
+            errors.append(f"{figure} (page {f}) comes after the bibliography (page {references})")
     return errors
 
 
@@ -50,13 +57,17 @@ def answer_lines(text, question):
     figure, table, the appendix or the bibliography, as pdftotext -layout
     lays them out."""
     lines = text.splitlines()
-    start = next(i for i, line in enumerate(lines)
-                 if re.match(rf"\s*Question {re.escape(question)}\b", line))
+    start = next(
+        i for i, line in enumerate(lines) if re.match(rf"\s*Question {re.escape(question)}\b", line)
+    )
     body = []
-    for line in lines[start + 1:]:
+    for line in lines[start + 1 :]:
         line = line.lstrip("\f")  # a page break: the answer goes on
-        if re.match(r"\s*(Question \d|\d (Variational|Generative|Conclusion)|"
-                    r"Figure \d+:|Table \d+:|References|Appendix)", line):
+        if re.match(
+            r"\s*(Question \d|\d (Variational|Generative|Conclusion)|"
+            r"Figure \d+:|Table \d+:|References|Appendix)",
+            line,
+        ):
             break
         if line.strip() and not line.strip().isdigit():  # not a page number
             body.append(line)
@@ -67,8 +78,9 @@ def length_errors(pdf):
     if not shutil.which("pdftotext"):
         print("note: pdftotext is not installed; answer lengths not checked")
         return []
-    text = subprocess.run(["pdftotext", "-layout", pdf, "-"], check=True,
-                          capture_output=True, text=True).stdout
+    text = subprocess.run(
+        ["pdftotext", "-layout", pdf, "-"], check=True, capture_output=True, text=True
+    ).stdout
     errors = []
     for question, limit in MAX_LINES.items():
         n = len(answer_lines(text, question))
