@@ -1,21 +1,12 @@
-"""Seconds per GAN epoch on the CPU: the project's script against the common
-recipe, and its training pass against the cost of its matrix products.
+"""Seconds per GAN epoch on one CPU thread, as whole processes: the script's
+`a3_gan_template.py --n_epochs 1 --quality_samples 0` against the common
+recipe, bench/recipe_gan.py, alternating --pairs times. Writes the walls,
+their medians, speedup_vs_recipe (recipe median / script median), the
+single-thread float32 peak of one large torch.mm and the CPU model.
 
-- Whole processes, one epoch each on the 60,000 grey-scale training images,
-  alternating --pairs times: `a3_gan_template.py --n_epochs 1
-  --quality_samples 0` against bench/recipe_gan.py (torchvision's MNIST
-  through a DataLoader, sigmoid + BCELoss, torch's default Adam):
-  speedup_vs_recipe = median recipe wall / median script wall.
-- The script's training pass (its own epoch time, from its metrics) against
-  its matrix products, recorded from a real step: ratio_peak divides by
-  their FLOPs at the peak rate of one large product (bench.gemm.peak_gflops,
-  same threads, same run); ratio_same_shapes by the products replayed alone
-  with their own shapes and strides.
-
-    python -m bench.bench_gan --data_dir ../shared/datasets
+    python -m bench.bench_gan --data_dir ../shared/datasets  # ~4 min
 """
-import argparse
-import json
+
 import os
 import statistics
 import subprocess
@@ -25,78 +16,55 @@ import time
 
 import torch
 
-import a3_gan_template as gan
-import sample_quality
 import utils
-from bench import gemm
-
-STEPS = 60_000 // 64  # one epoch of the default batch
+from experiments import common
 
 
-def wall_seconds(command, threads):
-    started = time.perf_counter()
-    subprocess.run(command, check=True, stdout=subprocess.DEVNULL, cwd=utils.ROOT,
-                   env={**os.environ, "OMP_NUM_THREADS": str(threads)})
+def wall_seconds(command, data_dir):
+    """A whole process on one thread, imports and data loading included."""
+    started, env = time.perf_counter(), {**os.environ, "OMP_NUM_THREADS": "1"}
+    command += ["--data_dir", data_dir]
+    if subprocess.run(command, cwd=utils.ROOT, env=env, stdout=subprocess.DEVNULL).returncode:
+        raise utils.RunError(f"{' '.join(command)} failed")
     return time.perf_counter() - started
 
 
-def products():
-    """The matrix products of one training step of the script's recipe."""
-    defaults = gan.build_parser().parse_args(["--device", "cpu"])
-    generator, discriminator, opt_g, opt_d = gan.build_models(defaults)
-    real = torch.rand(defaults.batch_size, 1, 28, 28) * 2 - 1
-    return gemm.record(lambda: gan.train_step(real, discriminator, generator, opt_g, opt_d,
-                                              defaults.latent_dim, defaults.real_label))
+def peak_gflops(n=2048, repeats=10):
+    """float32 GFLOP/s of one large square product on one thread, best of repeats."""
+    torch.set_num_threads(1)
+    a, b, best = torch.randn(n, n), torch.randn(n, n), float("inf")
+    for _ in range(repeats + 1):  # the first warms up
+        started = time.perf_counter()
+        torch.mm(a, b)
+        best = min(best, time.perf_counter() - started)
+    return 2 * n**3 / best / 1e9
 
 
-def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--data_dir", default="./data")
-    parser.add_argument("--pairs", type=utils.positive_int, default=3,
-                        help="alternating runs of the script and of the recipe")
-    parser.add_argument("--threads", type=utils.positive_int, default=1,
-                        help="torch CPU threads of every measurement (1: as the committed "
-                             "runs use, one run per core)")
-    parser.add_argument("--out", default="images/bench_gan.json",
-                        help="where to write the numbers ('' for nowhere)")
-    args = parser.parse_args(argv)
-    torch.set_num_threads(args.threads)
-    sample_quality.load_classifier(args.data_dir)  # cached before any timing
-    ours, theirs, epochs = [], [], []
+def cpu_model():
+    with open("/proc/cpuinfo") as f:
+        names = [line.split(":")[1].strip() for line in f if line.startswith("model name")]
+    return names[0] if names else None
+
+
+def study(args):
+    script = [sys.executable, "a3_gan_template.py", "--n_epochs", "1", "--quality_samples", "0"]
+    recipe = [sys.executable, "-m", "bench.recipe_gan", "--n_epochs", "1"]
+    walls = {"script": [], "recipe": []}
     with tempfile.TemporaryDirectory() as tmp:
         for pair in range(args.pairs):
             out_dir = os.path.join(tmp, str(pair))
-            ours.append(wall_seconds([sys.executable, "a3_gan_template.py", "--data_dir",
-                                      args.data_dir, "--n_epochs", "1", "--quality_samples",
-                                      "0", "--out_dir", out_dir], args.threads))
-            theirs.append(wall_seconds([sys.executable, "-m", "bench.recipe_gan", "--data_dir",
-                                        args.data_dir, "--n_epochs", "1"], args.threads))
-            with open(os.path.join(out_dir, "gan_metrics.json")) as f:
-                epochs.append(json.load(f)["seconds_per_epoch"][0])
-            print(f"pair {pair + 1}: script {ours[-1]:.1f} s (epoch {epochs[-1]:.1f} s), "
-                  f"recipe {theirs[-1]:.1f} s", flush=True)
-    calls = products()
-    rate = gemm.peak_gflops()
-    limit = gemm.flops(calls) * STEPS / rate / 1e9
-    same_shapes = gemm.time_products(calls, STEPS)
-    train = statistics.median(epochs)
-    result = {"device": "cpu", "cpu_capability": torch.backends.cpu.get_cpu_capability(),
-              "threads": torch.get_num_threads(), "pairs": args.pairs,
-              "script_wall_seconds": ours, "recipe_wall_seconds": theirs,
-              "speedup_vs_recipe": statistics.median(theirs) / statistics.median(ours),
-              "images": STEPS * 64, "train_seconds": train, "train_seconds_all": epochs,
-              "step_gflop": gemm.flops(calls) / 1e9, "peak_gflops": rate,
-              "flop_limit_seconds": limit, "ratio_peak": train / limit,
-              "same_shape_gemm_seconds": same_shapes, "ratio_same_shapes": train / same_shapes,
-              "slowest_products": gemm.shortfall(calls, rate)}
-    print(f"threads {result['threads']}: the script is {result['speedup_vs_recipe']:.2f}x "
-          f"as fast as the common recipe (whole process, one epoch, median of {args.pairs}); "
-          f"its training pass {train:.1f} s is {result['ratio_peak']:.2f}x the time of its "
-          f"matrix products at {rate:.0f} GFLOP/s ({limit:.1f} s) and "
-          f"{result['ratio_same_shapes']:.2f}x the products replayed alone")
-    if args.out:
-        utils.save_json(result, args.out)
+            walls["script"].append(wall_seconds(script + ["--out_dir", out_dir], args.data_dir))
+            walls["recipe"].append(wall_seconds(recipe, args.data_dir))
+            print(f"pair {pair + 1}: " + ", ".join(f"{k} {v[-1]:.1f} s" for k, v in walls.items()))
+    medians = {name: statistics.median(w) for name, w in walls.items()}
+    speedup = medians["recipe"] / medians["script"]
+    result = {"threads": 1, "pairs": args.pairs, "wall_seconds": walls}
+    result.update(median_wall_seconds=medians, speedup_vs_recipe=speedup)
+    result.update(peak_gflops=peak_gflops(), cpu_model=cpu_model())
+    return result
 
 
 if __name__ == "__main__":
-    main()
+    p = common.parser(__doc__, os.path.join("images", "bench_gan.json"))
+    p.add_argument("--pairs", type=int, default=3, help="alternating runs of each")
+    common.finish(study, p.parse_args())
