@@ -139,19 +139,21 @@ def bench_section(out_dir):
     lines = []
     m = load(out_dir, "bench_gan.json")
     if m:
+        w = m["median_wall_seconds"]
         lines.append(
-            f"- One GAN epoch as a whole process ({m.get('cpu', 'CPU')}, one thread, "
-            f"single-thread peak {m['peak_gflops']:.0f} GFLOP/s): "
-            f"{m['script_seconds_median']:.1f} s against {m['recipe_seconds_median']:.1f} s for "
-            f"the common recipe (`bench/recipe_gan.py`): **{m['speedup_vs_recipe']:.2f}x**."
+            f"- One GAN epoch as a whole process ({m['cpu_model']}, one thread, single-thread "
+            f"peak {m['peak_gflops']:.0f} GFLOP/s): {w['script']:.1f} s against "
+            f"{w['recipe']:.1f} s for the common recipe (`bench/recipe_gan.py`, medians of "
+            f"{m['pairs']} alternating pairs): **{m['speedup_vs_recipe']:.2f}x**."
         )
     m = load(out_dir, "bench_step.json")
     if m:
+        t = m["step_ms_median"]
         lines.append(
-            f"- A GAN step takes {m['gan_step_ms']:.1f} ms with the moving average updated "
-            f"every step and {m['gan_step_ms_without_average']:.1f} ms without "
-            f"({100 * m['average_cost']:.1f}% more); a VAE step {m['vae_step_ms']:.1f} ms "
-            "(`bench/bench_step.py`)."
+            f"- A GAN step takes {t['with moving average']:.1f} ms with the moving average "
+            f"updated, {t['without']:.1f} ms without ({100 * m['moving_average_cost']:.1f}% "
+            f"more); a VAE step {t['vae']:.1f} ms (`bench/bench_step.py`, medians of "
+            f"{m['rounds']} alternating rounds)."
         )
     return lines
 
