@@ -218,17 +218,14 @@ def activation_macros(r, m, source):
     m = m or {}
     r.add("ActEpochs", m.get("epochs"), source)
     elbo = {name: v[-1] for name, v in (m.get("val_elbo") or {}).items()}
-    theirs = next((v for k, v in elbo.items() if "Kingma" in k), None)
-    ours = next((v for k, v in elbo.items() if "ELU" in k), None)
-    others = [v for k, v in elbo.items() if "Kingma" not in k and "ELU" not in k]
-    r.add("ActKw", theirs, source, "{:.1f}")
-    r.add("ActElu", ours, source, "{:.1f}")
-    between = others and None not in (theirs, ours) and all(theirs < v < ours for v in others)
-    r.add(
-        "ActOthers",
-        ("lie between" if between else "do not all lie between") if elbo else None,
-        source,
-    )
+    for macro, key in (
+        ("Kw", "Kingma"),
+        ("Elu", "ELU"),
+        ("Tanh", "2 x 500 tanh"),
+        ("Relu", "ReLU"),
+        ("Softplus", "softplus"),
+    ):
+        r.add(f"Act{macro}", next((v for k, v in elbo.items() if key in k), None), source, "{:.1f}")
 
 
 def saturation_macros(r, m, source):
