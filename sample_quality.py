@@ -179,6 +179,8 @@ class Scorer:
         images on one core); with two_sample, the median accuracy of three
         seeded two-sample tests (about 25 s more)."""
         images = images.cpu().flatten(1).float()
+        if len(images) <= FEATURES:  # fewer give a singular feature covariance
+            raise utils.RunError(f"scoring needs more than {FEATURES} images, got {len(images)}")
         stats = feature_stats(self.classifier, images)
         shares = torch.bincount(predict(self.classifier, images)[0], minlength=10).double()
         shares = shares / len(images)

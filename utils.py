@@ -26,7 +26,7 @@ def number(kind, low, high=2**62):
 
     def parse(text):
         if not low <= (value := kind(text)) <= high:  # NaN fails too
-            raise argparse.ArgumentTypeError(f"must be in [{low}, {high:g}], got {text}")
+            raise argparse.ArgumentTypeError(f"must be in [{low}, {high}], got {text}")
         return value
 
     parse.__name__ = kind.__name__
@@ -46,7 +46,9 @@ def parser(doc, data_help, *flags):
     p.add_argument("--max_images", type=number(int, 0), default=0, help="use N images (0: all)")
     p.add_argument("--data_dir", default="./data", help=data_help)
     p.add_argument("--out_dir", default="images", help="figures, metrics and checkpoint")
-    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    p.add_argument(
+        "--device", default="auto", choices=("auto", "cpu", "cuda"), help="auto: cuda if any"
+    )
     start = p.add_mutually_exclusive_group()
     start.add_argument("--resume", action="store_true", help="continue the run in --out_dir")
     start.add_argument("--overwrite", action="store_true", help="replace the run in --out_dir")
@@ -115,11 +117,16 @@ class Run:
 
         self.handlers = {s: signal.signal(s, interrupt) for s in (2, 1, 15)}  # INT, HUP, TERM
         sys.stdout.reconfigure(line_buffering=True)  # every line reaches a log at once
-        auto = "cuda" if torch.cuda.is_available() else "cpu"
-        self.device = torch.device(auto if self.args.device == "auto" else self.args.device)
-        if self.device.type != auto and auto == "cpu":
-            raise RunError("--device cuda: no CUDA device is available")
         return self
+
+    @property
+    def device(self):
+        """--device, auto being CUDA where there is one; asked for inside the run,
+        so that a missing CUDA device ends in one line."""
+        if self.args.device == "cuda" and not torch.cuda.is_available():
+            raise RunError("--device cuda: no CUDA device is available")
+        auto = "cuda" if torch.cuda.is_available() else "cpu"
+        return torch.device(auto if self.args.device == "auto" else self.args.device)
 
     def __exit__(self, kind, err, tb):
         for sig in self.handlers:

@@ -20,7 +20,7 @@ BEST = os.path.join("vae_best", "vae_z40_metrics.json")  # `make run-vae-best`
 # (Tomczak & Welling, 2018, VampPrior paper, Table 2).
 PUBLISHED_NLL = 88.56
 # What each run's numbers depend on besides its script.
-DEPENDS = {"vae_": ["a3_vae_template.py"], "gan_": ["a3_gan_template.py", "sample_quality.py"]}
+DEPENDS = {"vae_": ["a3_vae_template.py"], "gan_": ["a3_gan_template.py", "digit_classifier.pt"]}
 
 
 def load(out_dir, name):
@@ -195,6 +195,7 @@ def results(out_dir):
 
 
 def headline(out_dir):
+    stale = {os.path.relpath(path, out_dir) for path, _ in stale_results(out_dir)}
     lines = ["| model | result | reference |", "|---|---|---|"]
     z20, best = load(out_dir, "vae_z20_metrics.json"), load(out_dir, BEST)
     scores = load(out_dir, "sample_scores.json")
@@ -206,7 +207,8 @@ def headline(out_dir):
     if best:
         lines.append(
             f"| VAE, `{vae_flags(best)}` | test NLL **{best['test_nll_iw']:.2f}** nats "
-            f"(k = {best['iw_samples']}) | {PUBLISHED_NLL} published |"
+            f"(k = {best['iw_samples']}){' (stale: an earlier version)' * (BEST in stale)} | "
+            f"{PUBLISHED_NLL} published |"
         )
     if scores:
         g, f = scores["gan"], scores["gan_floor"]

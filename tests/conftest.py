@@ -25,36 +25,34 @@ def data_dir():
     return os.path.abspath(path)
 
 
-@pytest.fixture(scope="session")
-def user_cache(tmp_path_factory):
-    return tmp_path_factory.mktemp("user_cache")
-
-
-@pytest.fixture(autouse=True)
-def one_thread_per_run(monkeypatch, user_cache):
-    """Scripts started by a test get one torch thread each: on a small,
-    shared CPU, several threads per process spin against each other. They
-    share one user cache folder, so that with a read-only DATA_DIR the digit
-    classifier is trained once per session, and never left in ~/.cache."""
-    monkeypatch.setenv("OMP_NUM_THREADS", "1")
-    monkeypatch.setenv("XDG_CACHE_HOME", str(user_cache))
-
-
 def command(script, *args):
-    """The command line of a project script ("a3_vae_template.py") or module
-    ("experiments.vae_mc_vs_is"), as a user runs it from the root."""
-    if script.endswith(".py"):
-        return [sys.executable, os.path.join(ROOT, script), *map(str, args)]
-    return [sys.executable, "-m", script, *map(str, args)]
+    """The command line of a project script ("a3_vae_template.py")."""
+    return [sys.executable, os.path.join(ROOT, script), *map(str, args)]
+
+
+def environment():
+    """One torch thread per started script: on a small shared CPU several
+    threads per process spin against each other, and results stay bitwise
+    comparable between runs."""
+    return {**os.environ, "OMP_NUM_THREADS": "1"}
 
 
 def run_script(script, *args, timeout=600):
-    """Run a project script to its end; return the CompletedProcess."""
-    return subprocess.run(command(script, *args), capture_output=True, text=True,
-                          timeout=timeout, cwd=ROOT)
+    """Run a project script (or a command list) to its end; return the CompletedProcess."""
+    argv = script if isinstance(script, list) else command(script, *args)
+    return subprocess.run(
+        argv, capture_output=True, text=True, timeout=timeout, cwd=ROOT, env=environment()
+    )
 
 
 def start_script(script, *args):
-    """Start a project script; return the Popen, its output as text pipes."""
-    return subprocess.Popen(command(script, *args), stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, cwd=ROOT)
+    """Start a project script (or a command list); return the Popen with text pipes."""
+    argv = script if isinstance(script, list) else command(script, *args)
+    return subprocess.Popen(
+        argv,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+        env=environment(),
+    )

@@ -1,188 +1,146 @@
-"""The GAN's losses and models: each test states a property of the
-objective, the networks, one training step or the interpolation."""
+"""The GAN's maths and models: each test states a property of the losses,
+the networks, sampling or the neutral rule of the interpolation figure."""
+
 import pytest
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
 import a3_gan_template as gan
 
-
-# ------------------------------------------------------------------- losses
-def test_discriminator_loss_matches_formula():
-    real = torch.tensor([-2.0, 0.0, 0.7, 3.0], dtype=torch.float64)
-    fake = torch.tensor([-1.5, 0.2, 1.0, -4.0], dtype=torch.float64)
-    d_real, d_fake = torch.sigmoid(real), torch.sigmoid(fake)
-    expected = -torch.log(d_real).mean() - torch.log(1 - d_fake).mean()
-    assert torch.allclose(gan.discriminator_loss(real, fake), expected)
+F64 = torch.float64
 
 
-def test_generator_loss_is_non_saturating_formula():
-    fake = torch.tensor([-2.0, 0.0, 0.7, 3.0], dtype=torch.float64)
-    expected = -torch.log(torch.sigmoid(fake)).mean()
-    assert torch.allclose(gan.generator_loss(fake), expected)
+# ------------------------------------------------------------------- the losses
+def test_the_discriminator_loss_is_minus_log_d_x_minus_log_one_minus_d_g_z():
+    real = torch.tensor([-2.0, 0.0, 0.7, 3.0], dtype=F64)
+    fake = torch.tensor([-1.5, 0.2, 1.0, -4.0], dtype=F64)
+    want = -real.sigmoid().log().mean() - (1 - fake.sigmoid()).log().mean()
+    assert torch.allclose(gan.discriminator_loss(real, fake), want)
 
 
-@pytest.mark.parametrize("real_logit, fake_logit, want_d", [
-    (40.0, -40.0, 0.0),   # D certain and right: loss ~ 0
-    (-40.0, 40.0, 80.0),  # D certain and wrong: -log(sigmoid(-40)) ~ 40, twice
-])
-def test_losses_finite_for_saturated_discriminator(real_logit, fake_logit, want_d):
-    real = torch.full((4,), real_logit, requires_grad=True)
-    fake = torch.full((4,), fake_logit, requires_grad=True)
-    loss_d = gan.discriminator_loss(real, fake)
-    loss_g = gan.generator_loss(fake)
+def test_label_smoothing_moves_only_the_target_of_the_real_images():
+    real = torch.tensor([-1.0, 0.5, 2.0], dtype=F64)
+    fake = torch.tensor([0.3, -2.0, 1.0], dtype=F64)
+    d = real.sigmoid()
+    smoothed = -(0.9 * d.log() + 0.1 * (1 - d).log()).mean()  # cross-entropy to 0.9
+    want = smoothed - (1 - fake.sigmoid()).log().mean()
+    assert torch.allclose(gan.discriminator_loss(real, fake, real_label=0.9), want)
+
+
+def test_the_generator_loss_is_the_non_saturating_minus_log_d_g_z():
+    fake = torch.tensor([-2.0, 0.0, 0.7, 3.0], dtype=F64)
+    assert torch.allclose(gan.generator_loss(fake), -fake.sigmoid().log().mean())
+
+
+@pytest.mark.parametrize("logit", [1e4, -1e4])
+def test_both_losses_are_finite_and_exact_at_extreme_logits(logit):
+    real = torch.full((4,), logit, requires_grad=True)
+    fake = torch.full((4,), -logit, requires_grad=True)
+    loss_d, loss_g = gan.discriminator_loss(real, fake), gan.generator_loss(fake)
     (loss_d + loss_g).backward()
-    assert torch.isfinite(loss_d) and torch.isfinite(loss_g)
-    assert loss_d.item() == pytest.approx(want_d, abs=1e-4)
-    assert loss_g.item() == pytest.approx(max(-fake_logit, 0.0), abs=1e-4)
+    # D right (logit > 0): both of its terms vanish, and G pays |logit|; D wrong: the reverse
+    assert loss_d.item() == (0.0 if logit > 0 else 2e4)
+    assert loss_g.item() == (1e4 if logit > 0 else 0.0)
     assert torch.isfinite(real.grad).all() and torch.isfinite(fake.grad).all()
 
 
-def test_generator_gradient_does_not_vanish_when_d_rejects_fakes():
-    # The reason for the non-saturating loss: at D(G(z)) ~ 0, the gradient
-    # wrt the logit stays about -1/B instead of going to 0.
-    fake = torch.full((4,), -40.0, requires_grad=True)
+def test_the_non_saturating_gradient_stays_large_where_the_minimax_one_vanishes():
+    # D rejects the fakes (D(G(z)) = sigmoid(-20) ~ 2e-9): the minimax loss
+    # log(1 - D(G(z))) is flat there, -log D(G(z)) keeps a slope of -1 per image
+    fake = torch.full((4,), -20.0, dtype=F64, requires_grad=True)
+    (saturating,) = torch.autograd.grad((1 - fake.sigmoid()).log().mean(), fake)
     gan.generator_loss(fake).backward()
-    assert torch.allclose(fake.grad, torch.full((4,), -0.25))
+    assert (saturating.abs() < 1e-9).all()
+    assert torch.allclose(fake.grad, torch.full((4,), -0.25, dtype=F64))
 
 
-# ------------------------------------------------------------------- models
-def test_generator_shape_and_range():
+# ------------------------------------------------------------------- the models
+def test_the_generator_draws_images_in_minus_one_to_one():
     torch.manual_seed(0)
     images = gan.Generator(latent_dim=16)(torch.randn(8, 16) * 10)
     assert images.shape == (8, 1, 28, 28)
     assert images.min() >= -1 and images.max() <= 1
 
 
-def test_discriminator_returns_one_logit_per_image():
+def test_the_discriminator_returns_one_unbounded_logit_per_image():
     torch.manual_seed(0)
-    d = gan.Discriminator(dropout=0.3)
-    assert d(torch.rand(5, 1, 28, 28) * 2 - 1).shape == (5,)
-    assert d(torch.rand(5, 784)).shape == (5,)
+    discriminator = gan.Discriminator(dropout=0.0)
+    with torch.no_grad():
+        discriminator.net[-1].weight.mul_(1000)  # a probability would stay in (0, 1)
+        logits = discriminator(torch.rand(5, 1, 28, 28) * 2 - 1)
+    assert logits.shape == (5,) and logits.abs().max() > 1
 
 
-def test_train_step_updates_both_networks():
+@pytest.mark.parametrize("training", [True, False])
+def test_generate_samples_in_eval_mode_and_leaves_mode_and_statistics(training):
     torch.manual_seed(0)
-    generator, discriminator = gan.Generator(8), gan.Discriminator(0.3)
-    before = [p.clone() for p in (*generator.parameters(),
-                                  *discriminator.parameters())]
-    opt_g = torch.optim.Adam(generator.parameters(), lr=1e-3, betas=(0.5, 0.999))
-    opt_d = torch.optim.Adam(discriminator.parameters(), lr=1e-3,
-                             betas=(0.5, 0.999))
-    imgs = torch.randint(0, 2, (16, 1, 28, 28)).float() * 2 - 1
-    stats = gan.train_step(imgs, discriminator, generator, opt_g, opt_d, 8)
-    assert set(stats) == set(gan.CURVES)
-    assert all(v.shape == () and torch.isfinite(v) and not v.requires_grad
-               for v in stats.values())
-    assert 0 < stats["D_x"] < 1 and 0 < stats["D_G_z"] < 1
-    n_g = len(list(generator.parameters()))
-    after = [*generator.parameters(), *discriminator.parameters()]
-    changed = [not torch.equal(a, b) for a, b in zip(before, after)]
-    assert all(changed[:n_g]), "some generator parameters did not change"
-    assert all(changed[n_g:]), "some discriminator parameters did not change"
+    generator = gan.Generator(8).train(training)
+    buffers = {k: v.clone() for k, v in generator.named_buffers()}
+    z = torch.randn(6, 8)
+    images = gan.generate(generator, z)
+    assert generator.training is training and not images.requires_grad
+    assert all(torch.equal(v, buffers[k]) for k, v in generator.named_buffers())
+    # eval mode: BatchNorm uses its running statistics, a sample depends on its noise only
+    assert torch.allclose(gan.generate(generator, z[:1]), images[:1], atol=1e-6)
+    assert torch.allclose(images, generator.eval()(z), atol=1e-6)
 
 
-def test_interpolation_has_nine_images_ending_at_the_endpoints():
+def test_an_interpolation_runs_from_one_generated_end_to_the_other():
     torch.manual_seed(0)
     generator = gan.Generator(8)
     z = torch.randn(2, 8)
-    row = gan.interpolate(generator, z[0], z[1])
-    ends = gan.generate(generator, z)
-    assert row.shape == (9, 1, 28, 28)
-    assert torch.allclose(row[0], ends[0], atol=1e-5)
-    assert torch.allclose(row[-1], ends[1], atol=1e-5)
-    assert not torch.allclose(row[4], ends[0], atol=1e-3)
+    row, ends = gan.interpolate(generator, z[0], z[1], steps=5), gan.generate(generator, z)
+    assert row.shape == (7, 1, 28, 28)
+    assert torch.allclose(row[0], ends[0], atol=1e-5) and torch.allclose(
+        row[-1], ends[1], atol=1e-5
+    )
+    assert not torch.allclose(row[3], ends[0], atol=1e-2)
+    midpoint = gan.generate(generator, z.mean(0, keepdim=True))
+    assert torch.allclose(row[3], midpoint[0], atol=1e-5)
 
 
-
-
-def test_averaged_generator_is_a_moving_average_of_weights_and_statistics():
-    torch.manual_seed(0)
-    generator = gan.Generator(8)
-    averaged = gan.averaged_generator(generator, decay=0.9)
-    states = []
-    for _ in range(3):  # three "training steps", each followed by an update
-        with torch.no_grad():
-            for p in generator.parameters():
-                p.add_(torch.randn_like(p))
-        generator.train()(torch.randn(16, 8))  # moves the BatchNorm statistics
-        averaged.update_parameters(generator)
-        states.append({k: v.clone() for k, v in generator.state_dict().items()})
-    d = 0.9 ** gan.EMA_EVERY  # an update stands for EMA_EVERY steps
-    for name, value in averaged.module.state_dict().items():
-        if value.is_floating_point():
-            # the first update copies; each later one is avg <- d avg + (1 - d) G
-            want = d * (d * states[0][name] + (1 - d) * states[1][name]) + (1 - d) * states[2][name]
-            assert torch.allclose(value, want, atol=1e-6), name
-
-
-def test_decay_zero_samples_the_last_iterate_exactly():
-    torch.manual_seed(0)
-    generator = gan.Generator(8)
-    averaged = gan.averaged_generator(generator, decay=0.0)
-    for _ in range(2):
-        with torch.no_grad():
-            for p in generator.parameters():
-                p.mul_(1.5)
-        averaged.update_parameters(generator)
-    z = torch.randn(4, 8)
-    assert torch.equal(gan.generate(averaged.module, z), gan.generate(generator, z))
-
-
-def test_label_smoothing_changes_only_the_real_target():
-    real = torch.tensor([-1.0, 0.5, 2.0], dtype=torch.float64)
-    fake = torch.tensor([0.3, -2.0, 1.0], dtype=torch.float64)
-    expected = (F.binary_cross_entropy_with_logits(real, torch.full_like(real, 0.9))
-                - torch.log(1 - torch.sigmoid(fake)).mean())
-    assert torch.allclose(gan.discriminator_loss(real, fake, 0.9), expected)
-
-
-def test_class_defaults_equal_the_flag_defaults():
-    flags = gan.build_parser().parse_args([])
-    dropouts = {m.p for m in gan.Discriminator().modules() if isinstance(m, nn.Dropout)}
-    assert dropouts == {flags.d_dropout}
-    assert gan.Generator()(torch.randn(2, flags.latent_dim)).shape == (2, 1, 28, 28)
-
-
-class Brightness(nn.Module):
-    """A stand-in generator: uniform images whose grey level is tanh(z[0])."""
+# ----------------------------------------------------- the interpolation's rule
+class Identity(nn.Module):
+    """A stand-in generator: the noise (784 values in [-1, 1]) is the image."""
 
     def __init__(self):
         super().__init__()
         self.unused = nn.Parameter(torch.zeros(1))  # generate() asks for a device
 
     def forward(self, z):
-        return torch.tanh(z[:, :1]).view(-1, 1, 1, 1).expand(-1, 1, 28, 28)
+        return z.view(-1, 1, 28, 28)
 
 
-class LevelClassifier(nn.Module):
-    """A stand-in digit classifier: class c for grey levels near c / 9."""
+class Reader(nn.Module):
+    """A stand-in classifier: pixel 0 codes the class, pixel 1 the logit
+    margin over every other class."""
 
     def forward(self, images):
-        level = images.flatten(1).mean(1, keepdim=True)
-        return -2000 * (level - torch.arange(10) / 9).pow(2)
+        label, margin = (images[:, 0] * 10).round().long(), images[:, 1] * 100
+        return torch.zeros(len(images), 10).scatter(1, label[:, None], margin[:, None])
 
 
-def test_interpolations_join_the_clearest_digit_of_each_class_in_order_of_appearance(tmp_path):
-    torch.manual_seed(0)
-    noise = torch.atanh(torch.rand(300, 4) * 1.98 - 0.99)  # grey levels spread over (0, 1)
-    info = gan.save_interpolation(Brightness(), LevelClassifier(), noise,
-                                  tmp_path / "rows.png")
-    levels = gan.to_unit(gan.generate(Brightness(), noise)).mean(1)
-    labels = (levels * 9).round().long().tolist()  # LevelClassifier's label
-    # the classes in the order their first sample appears, paired up; each
-    # class's clearest sample is the one nearest its level c / 9
-    order = list(dict.fromkeys(labels))
-    clearest = {c: min((i for i in range(len(noise)) if labels[i] == c),
-                       key=lambda i: abs(levels[i] - c / 9)) for c in order}
-    assert info["steps"] == 7 and len(info["rows"]) == gan.INTERPOLATIONS
-    for k, row in enumerate(info["rows"]):
-        a, b = order[2 * k], order[2 * k + 1]
-        assert row["noise_indices"] == [clearest[a], clearest[b]]
-        path = row["labels_along_path"]
-        assert len(path) == 9 and row["different_classes"] and (path[0], path[-1]) == (a, b)
-        # brightness is monotone along the line, so the labels are too
-        assert path == sorted(path) or path == sorted(path, reverse=True)
-        assert 0 <= row["blend_frames"] <= 7
-    assert (tmp_path / "rows.png").stat().st_size > 0
+def noise(classes, margins):
+    z = torch.zeros(len(classes), 784)
+    z[:, 0], z[:, 1] = torch.tensor(classes) / 10, torch.tensor(margins) / 100
+    return z * 2 - 1  # generate's images in [-1, 1] reach the classifier in [0, 1]
+
+
+def test_interpolations_join_the_clearest_sample_of_each_class_in_order_of_appearance(tmp_path):
+    classes = [3, 7, 3, 1, 7, 9, 1, 0, 5, 2]
+    margins = [10, 20, 30, 40, 50, 15, 45, 35, 25, 5]
+    # first appearances: 3 (clearest: index 2), 7 (4), 1 (6), 9 (5), 0 (7), 5 (8); 2 is left over
+    rows = gan.save_interpolation(Identity(), Reader(), noise(classes, margins), tmp_path / "i.png")
+    assert rows == [
+        {"noise_indices": [2, 4], "classes": [3, 7]},
+        {"noise_indices": [6, 5], "classes": [1, 9]},
+        {"noise_indices": [7, 8], "classes": [0, 5]},
+    ]
+    assert (tmp_path / "i.png").read_bytes().startswith(b"\x89PNG")
+
+
+def test_with_one_class_only_its_two_clearest_samples_are_joined(tmp_path):
+    rows = gan.save_interpolation(
+        Identity(), Reader(), noise([4, 4, 4, 4], [10, 40, 20, 30]), tmp_path / "i.png"
+    )
+    assert rows == [{"noise_indices": [1, 3], "classes": [4, 4]}]
