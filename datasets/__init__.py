@@ -1,4 +1,5 @@
 """Data loaders shared by the VAE and GAN scripts."""
+
 from datasets.bmnist import DataError, TensorLoader, bmnist, load_bmnist_split
 from datasets.mnist import load_mnist
 

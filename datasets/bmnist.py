@@ -5,6 +5,7 @@ a bit-packed tensor (98 bytes an image) with checksums of itself and of its
 source file; training then iterates over tensors held in memory, which is far
 faster than per-item PIL conversion through a torch DataLoader.
 """
+
 import gzip
 import hashlib
 import os
@@ -49,9 +50,9 @@ class TensorLoader:
         stop = n - n % self.batch_size if self.drop_last else n
         for start in range(0, stop, self.batch_size):
             if order is None:
-                yield self.data[start:start + self.batch_size]
+                yield self.data[start : start + self.batch_size]
             else:
-                yield self.data[order[start:start + self.batch_size]]
+                yield self.data[order[start : start + self.batch_size]]
 
 
 def parse_amat(raw, expected_rows, name):
@@ -60,8 +61,9 @@ def parse_amat(raw, expected_rows, name):
     is_digit = (chars == ord("0")) | (chars == ord("1"))
     is_space = (chars == ord(" ")) | (chars == ord("\n")) | (chars == ord("\r"))
     if not np.all(is_digit | is_space):
-        raise DataError(f"{name}: unexpected characters; expected only 0/1 "
-                        "values separated by spaces")
+        raise DataError(
+            f"{name}: unexpected characters; expected only 0/1 values separated by spaces"
+        )
     if np.any(is_digit[1:] & is_digit[:-1]):
         raise DataError(f"{name}: values must be single 0/1 digits")
     if not is_digit.any():
@@ -71,12 +73,14 @@ def parse_amat(raw, expected_rows, name):
     per_line = np.diff(np.concatenate([[0], np.cumsum(is_digit)[ends]]))
     per_line = per_line[per_line > 0]  # blank lines carry no image
     if len(per_line) != expected_rows:
-        raise DataError(f"{name}: {len(per_line)} images, expected "
-                        f"{expected_rows} (truncated or wrong file?)")
+        raise DataError(
+            f"{name}: {len(per_line)} images, expected {expected_rows} (truncated or wrong file?)"
+        )
     bad = np.flatnonzero(per_line != PIXELS)
     if bad.size:
-        raise DataError(f"{name}: image {bad[0] + 1} has {per_line[bad[0]]} "
-                        f"values, expected {PIXELS}")
+        raise DataError(
+            f"{name}: image {bad[0] + 1} has {per_line[bad[0]]} values, expected {PIXELS}"
+        )
     pixels = chars[is_digit] - ord("0")
     return torch.from_numpy(pixels.reshape(expected_rows, PIXELS).copy())
 
@@ -94,8 +98,10 @@ def _read_source(path, rows):
         with opener(path, "rb") as f:
             raw = f.read(limit + 1)
     except (OSError, EOFError, zlib.error) as err:
-        raise DataError(f"{path}: cannot be read ({err}); the file is corrupt or "
-                        "truncated, delete it and download it again") from None
+        raise DataError(
+            f"{path}: cannot be read ({err}); the file is corrupt or "
+            "truncated, delete it and download it again"
+        ) from None
     if len(raw) > limit:
         raise DataError(f"{path}: longer than {rows} images can be; a wrong file?")
     return raw
@@ -116,7 +122,8 @@ def _download(folder, split):
             f"from {URL} failed ({err}). Put binarized_mnist_train.amat, "
             "binarized_mnist_valid.amat and binarized_mnist_test.amat (or their "
             ".gz) in that folder, or point --data_dir at a folder that has "
-            "binarized_mnist/ inside.") from None
+            "binarized_mnist/ inside."
+        ) from None
     utils.write_atomic(path, raw)
     return path
 
@@ -132,9 +139,12 @@ def _load_cache(path, rows, source_sha256):
     try:
         cache = torch.load(path, weights_only=True)
         packed = cache["packed"]
-        if (packed.dtype != torch.uint8 or tuple(packed.shape) != (rows, PIXELS // 8)
-                or cache["source_sha256"] != source_sha256
-                or cache["packed_sha256"] != _sha256(packed.numpy().tobytes())):
+        if (
+            packed.dtype != torch.uint8
+            or tuple(packed.shape) != (rows, PIXELS // 8)
+            or cache["source_sha256"] != source_sha256
+            or cache["packed_sha256"] != _sha256(packed.numpy().tobytes())
+        ):
             return None
     except Exception:  # noqa: BLE001 - any unusable cache is rebuilt
         return None
@@ -144,8 +154,14 @@ def _load_cache(path, rows, source_sha256):
 def _save_cache(path, data, source_sha256):
     packed = torch.from_numpy(np.packbits(data.numpy(), axis=1))
     try:
-        utils.save_torch({"packed": packed, "source_sha256": source_sha256,
-                          "packed_sha256": _sha256(packed.numpy().tobytes())}, path)
+        utils.save_torch(
+            {
+                "packed": packed,
+                "source_sha256": source_sha256,
+                "packed_sha256": _sha256(packed.numpy().tobytes()),
+            },
+            path,
+        )
     except utils.RunError:  # a read-only data folder only costs the parse next time
         pass
 

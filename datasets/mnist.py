@@ -2,6 +2,7 @@
 torchvision's MNIST class: it reads `<root>/MNIST/raw/` offline and downloads
 only when the files are absent. Every file is checked, and a missing,
 truncated or corrupt one is named in one DataError."""
+
 import contextlib
 import io
 import os
@@ -9,8 +10,10 @@ import os
 from datasets.bmnist import DataError
 
 SIZES = {"train": 60_000, "test": 10_000}
-FILES = {"train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
-         "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")}
+FILES = {
+    "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+    "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
+}
 
 
 def load_mnist(root, split, download=True):
@@ -22,8 +25,9 @@ def load_mnist(root, split, download=True):
     folder = os.path.join(root, "MNIST", "raw")
     paths = [os.path.join(folder, name) for name in FILES[split]]
     # torchvision reads a split only when the files of both splits are there
-    missing = [n for names in FILES.values() for n in names
-               if not os.path.exists(os.path.join(folder, n))]
+    missing = [
+        n for names in FILES.values() for n in names if not os.path.exists(os.path.join(folder, n))
+    ]
     if missing and download:
         print(f"downloading grey-scale MNIST into {folder}", flush=True)
     try:
@@ -35,20 +39,26 @@ def load_mnist(root, split, download=True):
                 f"{', '.join(missing)} not in {folder}, and could not "
                 f"be downloaded ({str(err).splitlines()[0] if str(err) else type(err).__name__}). "
                 "Put the four MNIST files (or their .gz) there, or point --data_dir at a "
-                "folder that holds MNIST/raw/.") from None
+                "folder that holds MNIST/raw/."
+            ) from None
         processed = os.path.join(root, "MNIST", "processed")
         if os.path.isdir(processed):  # torchvision reads this legacy copy before raw/
-            raise DataError(f"{processed} holds a copy of MNIST in torchvision's old format "
-                            f"that cannot be read ({type(err).__name__}); delete that "
-                            "folder to read MNIST/raw/") from None
+            raise DataError(
+                f"{processed} holds a copy of MNIST in torchvision's old format "
+                f"that cannot be read ({type(err).__name__}); delete that "
+                "folder to read MNIST/raw/"
+            ) from None
         raise _diagnose(paths) from None
     images, labels = dataset.data, dataset.targets
     if tuple(images.shape) != (SIZES[split], 28, 28):
-        raise DataError(f"{paths[0]}: {tuple(images.shape)} images, expected "
-                        f"({SIZES[split]}, 28, 28) (truncated or wrong file?)")
+        raise DataError(
+            f"{paths[0]}: {tuple(images.shape)} images, expected "
+            f"({SIZES[split]}, 28, 28) (truncated or wrong file?)"
+        )
     if len(labels) != len(images) or labels.min() < 0 or labels.max() > 9:
-        raise DataError(f"{paths[1]}: expected {len(images)} labels from 0 to 9 "
-                        "(truncated or wrong file?)")
+        raise DataError(
+            f"{paths[1]}: expected {len(images)} labels from 0 to 9 (truncated or wrong file?)"
+        )
     return images, labels
 
 
@@ -61,6 +71,8 @@ def _diagnose(paths):
             read(path)
         except Exception as err:  # noqa: BLE001 - any failure names the file
             reason = str(err).splitlines()[0] if str(err) else "bad header"
-            return DataError(f"{path}: not a valid MNIST file ({reason}); it is corrupt "
-                             "or truncated, delete it and download it again")
+            return DataError(
+                f"{path}: not a valid MNIST file ({reason}); it is corrupt "
+                "or truncated, delete it and download it again"
+            )
     return DataError(f"{os.path.dirname(paths[0])}: the MNIST files cannot be read")
