@@ -27,7 +27,8 @@ def finish(study, args):
     """study(args) -> result, written to args.out at the end in one atomic
     step, with the commit read at the start (a commit during the run must
     not relabel it): an error or an interrupt leaves the earlier file whole."""
-    code = {"commit": utils.git("rev-parse", "HEAD"), "changed": bool(utils.git("status", "-s"))}
+    changed = bool(utils.git("status", "-s", "--", "*.py"))  # the code, not the results
+    code = {"commit": utils.git("rev-parse", "HEAD"), "changed": changed}
     try:
         utils.save_json({**study(args), "code": code}, args.out)
     except utils.RunError as err:
