@@ -202,7 +202,10 @@ class Scorer:
 
 
 def plot(quality, path):
-    """The GAN's scores over training: its moving average against its last iterate."""
+    """The GAN's scores over training: its moving average against its last
+    iterate, from the first save point after the start (the untrained G's
+    distance, hundreds of times larger, would flatten the rest)."""
+    quality = [q for q in quality if q["iteration"] > 0] or quality
     x = [q["iteration"] for q in quality]
     panels = [
         (
