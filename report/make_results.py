@@ -30,8 +30,6 @@ class Results:
         self.missing = []
 
     def add(self, name, value, source, fmt="{}"):
-        if not re.fullmatch(r"[A-Za-z]+", name):
-            raise ValueError(f"not a valid macro name: {name}")
         if value is None or (isinstance(value, float) and not math.isfinite(value)):
             self.missing.append(f"\\{name} ({source})")
             text = f"{MISSING}{{{source}}}"
@@ -45,13 +43,7 @@ class Results:
 
 
 def tex_escape(text):
-    return (
-        text.replace("\\", r"\textbackslash{}")
-        .replace("_", r"\_")
-        .replace("%", r"\%")
-        .replace("&", r"\&")
-        .replace("#", r"\#")
-    )
+    return re.sub(r"([_%&#])", r"\\\1", text.replace("\\", r"\textbackslash{}"))
 
 
 def load(path):
