@@ -220,6 +220,27 @@ def activation_macros(r, m, source):
         r.add(f"Act{macro}", next((v for k, v in elbo.items() if key in k), None), source, "{:.1f}")
 
 
+def remedy_macros(r, m, source):
+    """experiments/gan_remedy.py: the plain template against the defaults."""
+    m = m or {}
+    r.add("RecipeEpochs", m.get("n_epochs"), source)
+    r.add("RecipeSeeds", len(m["seeds"]) if "seeds" in m else None, source)
+    for word, name in (("Plain", "plain template"), ("Ours", "dropout + label smoothing")):
+        run = next((v for k, v in (m.get("recipes") or {}).items() if k.startswith(name)), {})
+        for key, macro, scale in (
+            ("frechet_distance", "Fd", 1),
+            ("two_sample_accuracy", "Ts", 100),
+        ):
+            for stat in ("mean", "std"):
+                value = run.get(f"{key}_{stat}")
+                r.add(
+                    f"Recipe{word}{macro}{stat.title()}",
+                    value * scale if value is not None else None,
+                    source,
+                    "{:.1f}",
+                )
+
+
 def saturation_macros(r, m, source):
     """experiments/gan_saturation.py: the two generator losses from one seed."""
     m = m or {}
@@ -274,6 +295,7 @@ def main():
         (mc_macros, "vae_mc_vs_is.json"),
         (activation_macros, "vae_activations.json"),
         (saturation_macros, "gan_saturation.json"),
+        (remedy_macros, "gan_remedy_mnist.json"),
         (interpolation_macros, "vae_interpolation.json"),
     ):
         macros(r, load(os.path.join(args.images, name)), name)

@@ -39,8 +39,9 @@ def members():
     if os.path.exists(os.path.join(ROOT, "report", "student.tex")):
         files.append("report/student.tex")
     with open(os.path.join(ROOT, "report", "report.log"), errors="replace") as log:
-        figures = sorted(set(re.findall(r"<\.\./(images/[^>,]+\.png)", log.read())))
-    return [("report/report.pdf", "report.pdf")] + [(f, "code/" + f) for f in files + figures]
+        figures = sorted(set(re.findall(r"^FIGURE: (\S+)$", log.read(), re.MULTILINE)))
+    files = dict.fromkeys(files + figures)  # once each, in order
+    return [("report/report.pdf", "report.pdf")] + [(f, "code/" + f) for f in files]
 
 
 def main(out_dir=ROOT):
