@@ -182,12 +182,16 @@ def results(out_dir):
     best, gan = load(out_dir, BEST), load(out_dir, "gan_metrics.json")
     scores, remedy = load(out_dir, "sample_scores.json"), load(out_dir, "gan_remedy_mnist.json")
     lines = vae_section([m for m in vae + [best] if m]) + [""]
-    lines += (best_section(best) + [""]) if best else []
+    stale = stale_results(out_dir)
+    if best and any(path.endswith(BEST) for path, _ in stale):
+        best_note = "; from an earlier version of the script, to be rerun (`make run-vae-best`)"
+        lines += [best_section(best)[0][:-1] + best_note + ".", ""]
+    elif best:
+        lines += best_section(best) + [""]
     lines += (gan_section(gan) + [""]) if gan else []
     lines += (quality_section(scores) + [""]) if scores else []
     lines += (remedy_section(remedy) + [""]) if remedy else []
     lines += bench_section(out_dir) + [""]
-    stale = stale_results(out_dir)
     if stale:
         lines += ["**Stale results** (to be rerun with the current code):", ""]
         lines += [f"- `{os.path.relpath(path, out_dir)}` {why}" for path, why in stale]
