@@ -206,7 +206,7 @@ def plot(quality, path):
     iterate, from the first save point after the start (the untrained G's
     distance, hundreds of times larger, would flatten the rest)."""
     quality = [q for q in quality if q["iteration"] > 0] or quality
-    x = [q["iteration"] for q in quality]
+    x = [q["iteration"] / 1000 for q in quality]
     panels = [
         (
             label,
@@ -221,7 +221,7 @@ def plot(quality, path):
         )
     ]
     figures.save_curves(
-        path, panels, "iteration", f"{quality[-1]['images']:,} samples a point", x=x
+        path, panels, "iteration (thousands)", f"{quality[-1]['images']:,} samples a point", x=x
     )
 
 
