@@ -22,7 +22,7 @@ class RunError(Exception):
 
 
 def number(kind, low, high=2**62):
-    """argparse type: a `kind` in [low, high] (argparse reports a ValueError)."""
+    """argparse type: a `kind` in [low, high]."""
 
     def parse(text):
         if not low <= (value := kind(text)) <= high:  # NaN fails too
@@ -46,9 +46,8 @@ def parser(doc, data_help, *flags):
     p.add_argument("--max_images", type=number(int, 0), default=0, help="use N images (0: all)")
     p.add_argument("--data_dir", default="./data", help=data_help)
     p.add_argument("--out_dir", default="images", help="figures, metrics and checkpoint")
-    p.add_argument(
-        "--device", default="auto", choices=("auto", "cpu", "cuda"), help="auto: cuda if any"
-    )
+    devices = ("cpu", "cuda") if torch.cuda.is_available() else ("cpu",)  # one line for no CUDA
+    p.add_argument("--device", default=devices[-1], choices=devices, help="where to train")
     start = p.add_mutually_exclusive_group()
     start.add_argument("--resume", action="store_true", help="continue the run in --out_dir")
     start.add_argument("--overwrite", action="store_true", help="replace the run in --out_dir")
@@ -62,8 +61,7 @@ def check_finite(values, where, bound):
 
 
 def write_atomic(path, data):
-    """Bytes to a temporary file beside `path`, then renamed onto it: an
-    interrupted write never leaves half a file under `path`."""
+    """Bytes to a file beside `path`, then renamed onto it: no half-written `path`."""
     tmp = f"{path}.{os.getpid()}.tmp"
     try:
         with open(tmp, "wb") as f:
@@ -95,15 +93,14 @@ def git(*command):
 
 
 class Run:
-    """A training run's files, `{name}_*` in --out_dir, and its end: a
-    RunError, OSError or lack of memory ends in one line and status 1,
-    Ctrl-C, SIGTERM or a closed terminal in one line and 128 + the signal;
-    once an epoch is checkpointed, the line gives the command that resumes."""
+    """A run's files, `{name}_*` in --out_dir, and its end in one line: status 1 on a
+    RunError, OSError or lack of memory, 128 + the signal on Ctrl-C, SIGTERM or a closed
+    terminal; once an epoch is checkpointed, the line gives the command that resumes."""
 
     def __init__(self, args, name, argv):
         self.args, self.name, self.argv = args, name, sys.argv[1:] if argv is None else argv
         self.config = {k: v for k, v in vars(args).items() if k not in PLACE}
-        self.checkpoint = self.path("checkpoint.pt")
+        self.checkpoint, self.device = self.path("checkpoint.pt"), torch.device(args.device)
         self.epochs_done = self.status = 0
         changed = bool(git("status", "-s", "--", "*.py"))  # now: a later commit must not relabel it
         self.code = {"commit": git("rev-parse", "HEAD"), "changed": changed}
@@ -118,15 +115,6 @@ class Run:
         self.handlers = {s: signal.signal(s, interrupt) for s in (2, 1, 15)}  # INT, HUP, TERM
         sys.stdout.reconfigure(line_buffering=True)  # every line reaches a log at once
         return self
-
-    @property
-    def device(self):
-        """--device, auto being CUDA where there is one; asked for inside the run,
-        so that a missing CUDA device ends in one line."""
-        if self.args.device == "cuda" and not torch.cuda.is_available():
-            raise RunError("--device cuda: no CUDA device is available")
-        auto = "cuda" if torch.cuda.is_available() else "cpu"
-        return torch.device(auto if self.args.device == "auto" else self.args.device)
 
     def __exit__(self, kind, err, tb):
         for sig in self.handlers:
@@ -151,9 +139,8 @@ class Run:
         return kind is None or self.status != 0
 
     def start(self, outputs):
-        """Refuse an earlier run's checkpoint or metrics unless --resume or
-        --overwrite; --overwrite deletes `outputs`, the checkpoint and the
-        metrics, nothing else. Call it once the data and the model are ready."""
+        """Refuse an earlier run's checkpoint or metrics unless --resume or --overwrite, which
+        deletes those and `outputs`, nothing else; called once the data and model are ready."""
         os.makedirs(self.args.out_dir, exist_ok=True)
         ours = [self.path(name) for name in ("checkpoint.pt", "metrics.json", *outputs)]
         if not (self.args.resume or self.args.overwrite) and any(map(os.path.lexists, ours[:2])):
@@ -161,13 +148,11 @@ class Run:
                 f"{self.args.out_dir} holds an earlier run's {self.name}_* files: add --resume "
                 "to continue it, --overwrite to replace it, or use another --out_dir"
             )
-        for path in ours if self.args.overwrite else []:
-            if os.path.lexists(path):
-                os.remove(path)
+        for path in filter(os.path.lexists, ours if self.args.overwrite else []):
+            os.remove(path)
 
     def save(self, state, epochs_done):
-        """Checkpoint `state` (modules, optimisers, plain values) with the
-        flags and the random state after `epochs_done` epochs."""
+        """Checkpoint `state` (modules, optimisers, values), flags and random state."""
         rng = {"cpu": torch.get_rng_state()}
         if self.device.type == "cuda":
             rng["cuda"] = torch.cuda.get_rng_state()
@@ -177,8 +162,7 @@ class Run:
         self.epochs_done = epochs_done
 
     def load(self, state):
-        """Restore `state` in place; return the checkpoint's epochs. Refused
-        when its flags differ or a tensor does not fit by shape."""
+        """Restore `state`, return its epochs; refused for other flags or unfitting shapes."""
         try:
             ckpt = torch.load(self.checkpoint, map_location="cpu", weights_only=True)
             other = [k for k, v in self.config.items() if ckpt["config"].get(k) != v]

@@ -55,9 +55,9 @@ def test_amat_text_is_one_image_of_784_binary_values_a_line():
     [
         (amat(3), r"3 images, expected 2 \(truncated or wrong file\?\)"),
         (amat(2, cols=783), "image 1 has 783 values, expected 784"),
-        (amat(2).replace(b"1", b"2", 1), "unexpected characters"),
-        (amat(2).replace(b"1 0", b"10", 1), "values must be single 0/1 digits"),
-        (b"\n", "no image data"),
+        (amat(2).replace(b"1", b"2", 1), "values other than 0 and 1"),
+        (amat(2).replace(b"1 0", b"1,0", 1), "values other than 0 and 1"),
+        (b"\n", "0 images, expected 2"),
     ],
 )
 def test_malformed_amat_text_is_a_data_error_naming_the_file(raw, message):
