@@ -1,14 +1,11 @@
-"""Write report/results.tex: LaTeX macros with every number the report quotes.
-
-The numbers come from the metrics files in images/, so the report always
-matches the committed runs and no number is typed by hand:
+"""Write report/results.tex: a LaTeX macro for every number the report quotes,
+computed from the metrics files in images/, so that no number is typed by hand:
 
     python -m report.make_results            # or: make report
 
-A metrics file that does not exist yet (or lacks a key) is not an error: its
-macros render as a bold "??" in the PDF and a warning names what is missing,
-so the report builds before every run has finished. `--strict` turns the
-warnings into a non-zero exit status.
+A number whose file or key is missing renders as a bold "??" and a warning
+names it, so the report builds before every run has finished; `--strict`
+then exits 1 (counting only the macros report.tex uses).
 """
 
 import argparse
@@ -19,293 +16,256 @@ import re
 import statistics
 import sys
 
-MISSING = r"\MissingResult"
-
-
-class Results:
-    """Collects macros; a value of None becomes the visible marker."""
-
-    def __init__(self):
-        self.lines = []
-        self.missing = []
-
-    def add(self, name, value, source, fmt="{}"):
-        if value is None or (isinstance(value, float) and not math.isfinite(value)):
-            self.missing.append(f"\\{name} ({source})")
-            text = f"{MISSING}{{{source}}}"
-        else:
-            text = tex_escape(fmt.format(value))
-            if isinstance(value, (int, float)):
-                text = text.replace(",", "{,}")  # no space after it in math mode
-            if isinstance(value, (int, float)) and text.startswith("-"):
-                text = r"\ensuremath{-}" + text[1:]  # a minus sign, not a hyphen
-        self.lines.append(f"\\newcommand{{\\{name}}}{{{text}}}")
-
-
-def tex_escape(text):
-    return re.sub(r"([_%&#])", r"\\\1", text.replace("\\", r"\textbackslash{}"))
-
-
-def load(path):
-    if not os.path.exists(path):
-        return None
-    try:
-        with open(path) as f:
-            return json.load(f)
-    except (OSError, ValueError) as err:
-        print(f"warning: {path} cannot be read ({err}); its numbers show as ??", file=sys.stderr)
-        return None
-
-
-def get(d, *keys):
-    """d[k1][k2]... or None when anything along the way is missing."""
-    for k in keys:
-        if isinstance(d, dict) and k in d:
-            d = d[k]
-        elif isinstance(d, list) and isinstance(k, int) and -len(d) <= k < len(d):
-            d = d[k]
-        else:
-            return None
-    return d
+HERE = os.path.dirname(os.path.abspath(__file__))
+ABSENT = (KeyError, IndexError, StopIteration, TypeError, ValueError, ZeroDivisionError)
+WORDS = ("One", "Two", "Three")
 
 
 def median(values):
-    return statistics.median(values) if values else None
+    return statistics.median(list(values))
 
 
-def percent(share):
-    return 100 * share if share is not None else None
+class Results:
+    """The macros; one whose value cannot be computed shows the marker."""
+
+    def __init__(self, images):
+        self.images, self.missing = images, []
+        self.lines = [
+            "% Written by report/make_results.py from images/*.json; do not edit.",
+            r"\providecommand{\MissingResult}[1]{\textbf{??}}",
+        ]
+
+    def file(self, name):
+        try:
+            with open(os.path.join(self.images, name)) as f:
+                return json.load(f)
+        except FileNotFoundError:
+            return {}
+        except (OSError, ValueError) as err:
+            print(
+                f"warning: {name} cannot be read ({err}); its numbers show as ??", file=sys.stderr
+            )
+            return {}
+
+    def add(self, source, prefix, macros):
+        """Each macro is name: (format, compute); a compute() that fails a lookup is absent."""
+        for name, (fmt, compute) in macros.items():
+            try:
+                value = compute()
+            except ABSENT:
+                value = None
+            if value is None or (isinstance(value, float) and not math.isfinite(value)):
+                self.missing.append(f"\\{prefix}{name} ({source})")
+                text = f"\\MissingResult{{{source}}}"
+            else:
+                text = fmt.format(value).replace("\\", r"\textbackslash{}")
+                text = re.sub(r"([_%&#])", r"\\\1", text)
+                if isinstance(value, (int, float)):  # math mode: no space after a comma,
+                    text = text.replace(",", "{,}")  # and a minus sign, not a hyphen
+                    text = r"\ensuremath{-}" + text[1:] if text.startswith("-") else text
+            self.lines.append(f"\\newcommand{{\\{prefix}{name}}}{{{text}}}")
+
+    def name(self, macro, text):
+        self.lines.append(f"\\newcommand{{\\{macro}}}{{{text}}}")
 
 
-def vae_macros(r, m, prefix, source, zdim):
-    """The macros of one VAE run (zdim 20 or 2)."""
-    m = m or {}
-    train, val = m.get("train_elbo") or [], m.get("val_elbo") or []
-    half = m.get("epochs", 0) // 2
-    for name, epoch in (("HalfFile", half), ("EndFile", m.get("epochs"))):
-        r.lines.append(f"\\newcommand{{\\{prefix}{name}}}{{vae_z{zdim}_samples_epoch{epoch}.png}}")
-    for name, value, fmt in (
-        ("Epochs", m.get("epochs"), "{}"),
-        ("HalfEpoch", half or None, "{}"),
-        ("TrainImages", m.get("train_images"), "{:,}"),
-        ("TestElbo", m.get("test_elbo"), "{:.2f}"),
-        ("TestNll", m.get("test_nll_iw"), "{:.2f}"),
-        ("IwSamples", m.get("iw_samples"), "{}"),
-        ("FirstTrainElbo", get(train, 0), "{:.2f}"),
-        ("FirstValElbo", get(val, 0), "{:.2f}"),
-        ("HalfValElbo", get(val, half - 1) if half else None, "{:.2f}"),
-        ("FinalTrainElbo", get(train, -1), "{:.2f}"),
-        ("FinalValElbo", get(val, -1), "{:.2f}"),
-        ("SecondsPerEpoch", median(m.get("seconds_per_epoch")), "{:.1f}"),
-    ):
-        r.add(prefix + name, value, source, fmt)
-    # log p(x) - ELBO = KL(q || posterior), estimated: -NLL - ELBO
-    gap = -m["test_nll_iw"] - m["test_elbo"] if "test_elbo" in m else None
-    r.add(prefix + "ElboGap", gap, source, "{:.2f}")
+def interpolation(rows):
+    """The classes at the ends of each of three interpolation rows."""
+    pick = lambda i: lambda: " to ".join(map(str, rows[i]["classes"]))  # noqa: E731
+    return {"InterpRows": ("{}", lambda: len(rows) or None)} | {
+        f"Interp{word}": ("{}", pick(i)) for i, word in enumerate(WORDS)
+    }
+
+
+def vae(r, zdim, prefix):
+    source = f"vae_z{zdim}_metrics.json"
+    m = r.file(source)
+    train, val, half = m.get("train_elbo", []), m.get("val_elbo", []), m.get("epochs", 0) // 2
+    r.name(prefix + "HalfFile", f"vae_z{zdim}_samples_epoch{half}.png")
+    r.name(prefix + "EndFile", f"vae_z{zdim}_samples_epoch{m.get('epochs')}.png")
     # the first epoch after which the training ELBO stays above the validation ELBO
-    above = [i for i, (t, v) in enumerate(zip(train, val)) if t <= v]
-    r.add(prefix + "CrossEpoch", above[-1] + 2 if above else 1 if train else None, source)
+    below = [i for i, (t, v) in enumerate(zip(train, val)) if t <= v]
+    macros = {
+        "Epochs": ("{}", lambda: m["epochs"]),
+        "HalfEpoch": ("{}", lambda: half or None),
+        "TrainImages": ("{:,}", lambda: m["train_images"]),
+        "TestElbo": ("{:.2f}", lambda: m["test_elbo"]),
+        "TestNll": ("{:.2f}", lambda: m["test_nll_iw"]),
+        "IwSamples": ("{}", lambda: m["iw_samples"]),
+        "FirstTrainElbo": ("{:.2f}", lambda: train[0]),
+        "FirstValElbo": ("{:.2f}", lambda: val[0]),
+        "HalfValElbo": ("{:.2f}", lambda: val[half - 1] if half else None),
+        "FinalTrainElbo": ("{:.2f}", lambda: train[-1]),
+        "FinalValElbo": ("{:.2f}", lambda: val[-1]),
+        "SecondsPerEpoch": ("{:.1f}", lambda: median(m["seconds_per_epoch"])),
+        # log p(x) - ELBO = KL(q || posterior), estimated: -NLL - ELBO
+        "ElboGap": ("{:.2f}", lambda: -m["test_nll_iw"] - m["test_elbo"]),
+        "CrossEpoch": ("{}", lambda: (below[-1] + 2 if below else 1) if train else None),
+    }
+    r.add(source, prefix, macros)
+    return m
 
 
-def gan_macros(r, m, source):
-    m = m or {}
-    half, end = (m["iterations"] // 2, m["iterations"]) if "iterations" in m else (None, None)
-    # The file names are always defined (a placeholder box stands in for a
-    # grid that does not exist), the quoted numbers only with the metrics.
-    r.lines.append(f"\\newcommand{{\\GanHalfFile}}{{gan_samples_iter{half}.png}}")
-    r.lines.append(f"\\newcommand{{\\GanEndFile}}{{gan_samples_iter{end}.png}}")
-    for name, key, fmt in (
-        ("Epochs", "n_epochs", "{}"),
-        ("Iterations", "iterations", "{:,}"),
-        ("BatchSize", "batch_size", "{}"),
-        ("Lr", "lr", "{:g}"),
-        ("LatentDim", "latent_dim", "{}"),
-        ("Dropout", "d_dropout", "{:g}"),
-        ("RealLabel", "real_label", "{:g}"),
-        ("EmaDecay", "ema_decay", "{:g}"),
-    ):
-        r.add("Gan" + name, m.get(key), source, fmt)
-    r.add("GanHalfIteration", half, source, "{:,}")
-    # With real-image target r (one-sided label smoothing) the best D outputs
-    # r/2 on both real and generated images once p_g = p_data; its loss there:
-    real = m.get("real_label")
-    r.add("GanIdealD", real / 2 if real else None, source, "{:.2f}")
-    if real:  # -[r log D + (1 - r) log(1 - D)] - log(1 - D) at D = r / 2
-        ideal = -(real * math.log(real / 2) + (2 - real) * math.log(1 - real / 2))
-    r.add("GanIdealLossD", ideal if real else None, source, "{:.2f}")
-    for name, key in (("GanFinalLossD", "loss_D"), ("GanFinalDx", "D_x"), ("GanFinalDGz", "D_G_z")):
-        r.add(name, get(m, key, -1), source, "{:.2f}")
-    quality = m.get("quality") or []
-    r.add("GanSavePoints", len(quality) or None, source)
-    for name, pick in (("", lambda q: q), ("Last", lambda q: q["last_iterate"])):
-        late = [pick(q) for q in quality if q["iteration"] >= (half or 0)]
-        r.add(
-            f"Gan{name}FdEnd",
-            pick(quality[-1])["frechet_distance"] if quality else None,
-            source,
+def gan(r, source="gan_metrics.json"):
+    m = r.file(source)
+    half, q, real = m.get("iterations", 0) // 2 or None, m.get("quality", []), m.get("real_label")
+    r.name("GanHalfFile", f"gan_samples_iter{half}.png")  # a placeholder box stands
+    r.name("GanEndFile", f"gan_samples_iter{m.get('iterations')}.png")  # in for a missing grid
+    key = lambda k: lambda: m[k]  # noqa: E731
+    late = [s for s in q if s["iteration"] >= (half or 0)]
+    macros = {
+        "Epochs": ("{}", key("n_epochs")),
+        "Iterations": ("{:,}", key("iterations")),
+        "BatchSize": ("{}", key("batch_size")),
+        "Lr": ("{:g}", key("lr")),
+        "LatentDim": ("{}", key("latent_dim")),
+        "Dropout": ("{:g}", key("d_dropout")),
+        "RealLabel": ("{:g}", key("real_label")),
+        "EmaDecay": ("{:g}", key("ema_decay")),
+        "HalfIteration": ("{:,}", lambda: half),
+        # With real-image target r (one-sided label smoothing) the best D outputs r/2 on both
+        # kinds once p_g = p_data, where its loss is -[r log D + (1-r) log(1-D)] - log(1-D).
+        "IdealD": ("{:.2f}", lambda: real / 2),
+        "IdealLossD": (
             "{:.2f}",
-        )
-        r.add(
-            f"Gan{name}FdMedianLate",
-            median([q["frechet_distance"] for q in late]),
-            source,
-            "{:.2f}",
-        )
-        r.add(
-            f"Gan{name}MinShareMedianLate",
-            percent(median([q["class_min_share"] for q in late])),
-            source,
-            "{:.1f}",
-        )
-    rows = m.get("interpolation") or []
-    r.add("GanInterpRows", len(rows) or None, source)
-    for i, word in enumerate(("One", "Two", "Three")):
-        classes = get(rows, i, "classes")
-        r.add(f"GanInterp{word}", " to ".join(map(str, classes)) if classes else None, source)
+            lambda: -real * math.log(real / 2) - (2 - real) * math.log(1 - real / 2),
+        ),
+        "FinalLossD": ("{:.2f}", lambda: m["loss_D"][-1]),
+        "FinalDx": ("{:.2f}", lambda: m["D_x"][-1]),
+        "FinalDGz": ("{:.2f}", lambda: m["D_G_z"][-1]),
+        "SavePoints": ("{}", lambda: len(q) or None),
+    }
+    for name, pick in (("", lambda s: s), ("Last", lambda s: s["last_iterate"])):
+        macros[f"{name}FdEnd"] = ("{:.2f}", lambda p=pick: p(q[-1])["frechet_distance"])
+        fd = lambda p=pick: median(p(s)["frechet_distance"] for s in late)  # noqa: E731
+        share = lambda p=pick: 100 * median(p(s)["class_min_share"] for s in late)  # noqa: E731
+        macros |= {
+            f"{name}FdMedianLate": ("{:.2f}", fd),
+            f"{name}MinShareMedianLate": ("{:.1f}", share),
+        }
+    r.add(source, "Gan", macros | interpolation(m.get("interpolation", [])))
 
 
-def score_macros(r, m, source):
+def scores(r, source="sample_scores.json"):
     """experiments/sample_scores.py: the final models' samples and the floors."""
-    m = m or {}
-    for prefix, key in (
+    m = r.file(source)
+    macros = {
+        "VaeMeansFd": ("{:.2f}", lambda: m["vae"]["means_frechet_distance"]),
+        "Images": ("{:,}", lambda: m["gan"]["images"]),
+    }
+    for prefix, run in (
         ("Gan", "gan"),
         ("GanReal", "gan_floor"),
         ("Vae", "vae"),
         ("VaeReal", "vae_floor"),
     ):
-        s = m.get(key) or {}
-        r.add(f"Score{prefix}Fd", s.get("frechet_distance"), source, "{:.2f}")
-        r.add(f"Score{prefix}Ts", percent(s.get("two_sample_accuracy")), source, "{:.1f}")
-        r.add(f"Score{prefix}MinShare", percent(s.get("class_min_share")), source, "{:.1f}")
-    r.add("ScoreVaeMeansFd", get(m, "vae", "means_frechet_distance"), source, "{:.2f}")
-    r.add("ScoreImages", get(m, "gan", "images"), source, "{:,}")
-    r.add("ClassifierAccuracy", percent(get(m, "classifier", "accuracy")), source, "{:.1f}")
-    r.add(
-        "ClassifierAccuracyBinarized",
-        percent(get(m, "classifier", "accuracy_binarized")),
-        source,
-        "{:.1f}",
-    )
+        for name, key, scale, fmt in (
+            ("Fd", "frechet_distance", 1, "{:.2f}"),
+            ("Ts", "two_sample_accuracy", 100, "{:.1f}"),
+            ("MinShare", "class_min_share", 100, "{:.1f}"),
+        ):
+            macros[prefix + name] = (fmt, lambda run=run, key=key, s=scale: s * m[run][key])
+    r.add(source, "Score", macros)
+    classifier = lambda key: ("{:.1f}", lambda: 100 * m["classifier"][key])  # noqa: E731
+    accuracy = {
+        "Accuracy": classifier("accuracy"),
+        "AccuracyBinarized": classifier("accuracy_binarized"),
+    }
+    r.add(source, "Classifier", accuracy)
 
 
-def mc_macros(r, m, source):
-    """The Q1.4 experiment: log p(x) estimated with k samples from the prior and
-    from q(z|x), image-averaged, per latent size."""
-    m = m or {}
-    r.add("McImages", m.get("n_images"), source, "{:,}")
-    r.add("McRepeats", m.get("repeats"), source)
-    runs = m.get("zdims") or {}
-    ks = next((run.get("k") for run in runs.values() if run.get("k")), None)
-    r.add("McMaxSamples", ks[-1] if ks else None, source, "{:,}")
+def mc(r, source="vae_mc_vs_is.json"):
+    """Q1.4: log p(x) estimated with k samples from the prior and from q(z|x)."""
+    m = r.file(source)
+    runs = m.get("zdims", {})
+    macros = {
+        "Images": ("{:,}", lambda: m["n_images"]),
+        "Repeats": ("{}", lambda: m["repeats"]),
+        "MaxSamples": ("{:,}", lambda: next(run["k"][-1] for run in runs.values())),
+    }
     for zdim, word in ((2, "Two"), (5, "Five"), (10, "Ten"), (20, "Twenty")):
-        run = runs.get(str(zdim)) or {}
-        prior, iw = get(run, "prior", "mean", -1), get(run, "posterior", "mean", -1)
-        r.add(f"Mc{word}PriorMax", prior, source, "{:.1f}")
-        r.add(f"Mc{word}IwMax", iw, source, "{:.1f}")
-        r.add(f"Mc{word}Gap", iw - prior if None not in (prior, iw) else None, source, "{:.1f}")
+        end = lambda kind, z=str(zdim): runs[z][kind]["mean"][-1]  # noqa: E731
+        macros[f"{word}PriorMax"] = ("{:.1f}", lambda end=end: end("prior"))
+        macros[f"{word}IwMax"] = ("{:.1f}", lambda end=end: end("posterior"))
+        macros[f"{word}Gap"] = ("{:.1f}", lambda end=end: end("posterior") - end("prior"))
+    r.add(source, "Mc", macros)
 
 
-def activation_macros(r, m, source):
-    """experiments/vae_activations.py: the validation ELBO after the last epoch."""
-    m = m or {}
-    r.add("ActEpochs", m.get("epochs"), source)
-    elbo = {name: v[-1] for name, v in (m.get("val_elbo") or {}).items()}
-    for macro, key in (
+def activations(r, source="vae_activations.json"):
+    """The validation ELBO after the last epoch, by the name of each network."""
+    m = r.file(source)
+    elbo = {name: v[-1] for name, v in m.get("val_elbo", {}).items()}
+    named = lambda part: ("{:.1f}", lambda: next(v for k, v in elbo.items() if part in k))  # noqa: E731
+    macros = {"Epochs": ("{}", lambda: m["epochs"])}
+    for macro, part in (
         ("Kw", "Kingma"),
         ("Elu", "ELU"),
         ("Tanh", "2 x 500 tanh"),
         ("Relu", "ReLU"),
         ("Softplus", "softplus"),
     ):
-        r.add(f"Act{macro}", next((v for k, v in elbo.items() if key in k), None), source, "{:.1f}")
+        macros[macro] = named(part)
+    r.add(source, "Act", macros)
 
 
-def remedy_macros(r, m, source):
-    """experiments/gan_remedy.py: the plain template against the defaults."""
-    m = m or {}
-    r.add("RecipeEpochs", m.get("n_epochs"), source)
-    r.add("RecipeSeeds", len(m["seeds"]) if "seeds" in m else None, source)
-    for word, name in (("Plain", "plain template"), ("Ours", "dropout + label smoothing")):
-        run = next((v for k, v in (m.get("recipes") or {}).items() if k.startswith(name)), {})
-        for key, macro, scale in (
-            ("frechet_distance", "Fd", 1),
-            ("two_sample_accuracy", "Ts", 100),
+def remedy(r, source="gan_remedy_mnist.json"):
+    """The plain template against our recipe, mean and std over the seeds."""
+    m = r.file(source)
+    recipes = m.get("recipes", {})
+    macros = {"Epochs": ("{}", lambda: m["n_epochs"]), "Seeds": ("{}", lambda: len(m["seeds"]))}
+    for word, start in (("Plain", "plain template"), ("Ours", "dropout + label smoothing")):
+        run = lambda s=start: next(v for k, v in recipes.items() if k.startswith(s))  # noqa: E731
+        for macro, key, scale in (
+            ("Fd", "frechet_distance", 1),
+            ("Ts", "two_sample_accuracy", 100),
         ):
             for stat in ("mean", "std"):
-                value = run.get(f"{key}_{stat}")
-                r.add(
-                    f"Recipe{word}{macro}{stat.title()}",
-                    value * scale if value is not None else None,
-                    source,
-                    "{:.1f}",
-                )
+                value = lambda run=run, k=f"{key}_{stat}", s=scale: s * run()[k]  # noqa: E731
+                macros[f"{word}{macro}{stat.title()}"] = ("{:.1f}", value)
+    r.add(source, "Recipe", macros)
 
 
-def saturation_macros(r, m, source):
-    """experiments/gan_saturation.py: the two generator losses from one seed."""
-    m = m or {}
-    r.add("SatEpochs", m.get("n_epochs"), source)
-    r.add("SatWindow", m.get("window"), source)
-    its = m.get("iteration") or []
-    for word, key in (("Ns", "non-saturating"), ("Sat", "saturating")):
-        run = next((v for k, v in (m.get("losses") or {}).items() if k.startswith(key)), {})
-        dgz, grad, fd = (run.get(k) or [] for k in ("D_G_z", "grad_norm_G", "frechet_distance"))
-        low = min(range(len(dgz)), key=dgz.__getitem__) if dgz else None
-        r.add(f"Sat{word}LowestDGz", get(dgz, low) if dgz else None, source, "{:.3f}")
-        r.add(f"Sat{word}LowestAt", get(its, low) if dgz else None, source, "{:,}")
-        r.add(f"Sat{word}GradFirst", get(grad, 0), source, "{:.2f}")
-        r.add(f"Sat{word}GradAtLowest", get(grad, low) if dgz else None, source, "{:.2f}")
-        r.add(f"Sat{word}GradMedian", median(grad), source, "{:.2f}")
-        r.add(f"Sat{word}FdFirst", get(fd, 0), source, "{:.1f}")
-        r.add(f"Sat{word}FdEnd", get(fd, -1), source, "{:.1f}")
-
-
-def interpolation_macros(r, m, source):
-    """experiments/vae_interpolation.py: the classes of each row's ends."""
-    rows = (m or {}).get("rows") or []
-    r.add("VaeInterpRows", len(rows) or None, source)
-    for i, word in enumerate(("One", "Two", "Three")):
-        classes = get(rows, i, "classes")
-        r.add(f"VaeInterp{word}", " to ".join(map(str, classes)) if classes else None, source)
+def saturation(r, source="gan_saturation.json"):
+    """The two generator losses from one seed: D(G(z)) at its lowest, gradients, distances."""
+    m = r.file(source)
+    its = m.get("iteration", [])
+    macros = {"Epochs": ("{}", lambda: m["n_epochs"]), "Window": ("{}", lambda: m["window"])}
+    for word, start in (("Ns", "non-saturating"), ("Sat", "saturating")):
+        run = next((v for k, v in m.get("losses", {}).items() if k.startswith(start)), {})
+        dgz, grad, fd = (run.get(k, []) for k in ("D_G_z", "grad_norm_G", "frechet_distance"))
+        low = lambda d=dgz: min(range(len(d)), key=d.__getitem__)  # noqa: E731
+        macros |= {
+            f"{word}LowestDGz": ("{:.3f}", lambda d=dgz, low=low: d[low()]),
+            f"{word}LowestAt": ("{:,}", lambda low=low: its[low()]),
+            f"{word}GradFirst": ("{:.2f}", lambda g=grad: g[0]),
+            f"{word}GradAtLowest": ("{:.2f}", lambda g=grad, low=low: g[low()]),
+            f"{word}GradMedian": ("{:.2f}", lambda g=grad: median(g)),
+            f"{word}FdFirst": ("{:.1f}", lambda f=fd: f[0]),
+            f"{word}FdEnd": ("{:.1f}", lambda f=fd: f[-1]),
+        }
+    r.add(source, "Sat", macros)
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    here = os.path.dirname(os.path.abspath(__file__))
-    parser.add_argument("--images", default=os.path.join(here, "..", "images"))
-    parser.add_argument("--out", default=os.path.join(here, "results.tex"))
+    parser.add_argument("--images", default=os.path.join(HERE, "..", "images"))
+    parser.add_argument("--out", default=os.path.join(HERE, "results.tex"))
     parser.add_argument("--strict", action="store_true", help="exit 1 when a number is missing")
     args = parser.parse_args()
 
-    r = Results()
-    r.lines += [
-        "% Written by report/make_results.py from images/*.json; do not edit.",
-        r"\providecommand{\MissingResult}[1]{\textbf{??}}",
-    ]
-    vae = {}
-    for zdim, prefix in ((20, "VaeTwenty"), (2, "VaeTwo")):
-        name = f"vae_z{zdim}_metrics.json"
-        vae[zdim] = load(os.path.join(args.images, name)) or {}
-        vae_macros(r, vae[zdim], prefix, name, zdim)
-    elbos = [vae[z].get("test_elbo") for z in (20, 2)]
-    r.add("VaeElboDiff", elbos[0] - elbos[1] if None not in elbos else None, "vae_z*", "{:.1f}")
-    for macros, name in (
-        (gan_macros, "gan_metrics.json"),
-        (score_macros, "sample_scores.json"),
-        (mc_macros, "vae_mc_vs_is.json"),
-        (activation_macros, "vae_activations.json"),
-        (saturation_macros, "gan_saturation.json"),
-        (remedy_macros, "gan_remedy_mnist.json"),
-        (interpolation_macros, "vae_interpolation.json"),
-    ):
-        macros(r, load(os.path.join(args.images, name)), name)
+    r = Results(args.images)
+    z20, z2 = vae(r, 20, "VaeTwenty"), vae(r, 2, "VaeTwo")
+    r.add("vae_z*", "Vae", {"ElboDiff": ("{:.1f}", lambda: z20["test_elbo"] - z2["test_elbo"])})
+    for macros in (gan, scores, mc, activations, saturation, remedy):
+        macros(r)
+    source = "vae_interpolation.json"
+    r.add(source, "Vae", interpolation(r.file(source).get("rows", [])))
 
     tmp = args.out + ".tmp"
     with open(tmp, "w") as f:
         f.write("\n".join(r.lines) + "\n")
     os.replace(tmp, args.out)
-    # Only the macros that report.tex uses count as missing.
-    with open(os.path.join(here, "report.tex")) as f:
+    with open(os.path.join(HERE, "report.tex")) as f:
         used = set(re.findall(r"\\([A-Za-z]+)", f.read()))
     missing = [m for m in r.missing if m[1:].split(" ")[0] in used]
     if missing:

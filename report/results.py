@@ -182,24 +182,18 @@ def results(out_dir):
     best, gan = load(out_dir, BEST), load(out_dir, "gan_metrics.json")
     scores, remedy = load(out_dir, "sample_scores.json"), load(out_dir, "gan_remedy_mnist.json")
     lines = vae_section([m for m in vae + [best] if m]) + [""]
-    stale = stale_results(out_dir)
-    if best and any(path.endswith(BEST) for path, _ in stale):
-        best_note = "; from an earlier version of the script, to be rerun (`make run-vae-best`)"
-        lines += [best_section(best)[0][:-1] + best_note + ".", ""]
-    elif best:
-        lines += best_section(best) + [""]
+    lines += (best_section(best) + [""]) if best else []
     lines += (gan_section(gan) + [""]) if gan else []
     lines += (quality_section(scores) + [""]) if scores else []
     lines += (remedy_section(remedy) + [""]) if remedy else []
     lines += bench_section(out_dir) + [""]
-    if stale:
+    if stale := stale_results(out_dir):
         lines += ["**Stale results** (to be rerun with the current code):", ""]
         lines += [f"- `{os.path.relpath(path, out_dir)}` {why}" for path, why in stale]
     return "\n".join(lines).strip()
 
 
 def headline(out_dir):
-    stale = {os.path.relpath(path, out_dir) for path, _ in stale_results(out_dir)}
     lines = ["| model | result | reference |", "|---|---|---|"]
     z20, best = load(out_dir, "vae_z20_metrics.json"), load(out_dir, BEST)
     scores = load(out_dir, "sample_scores.json")
@@ -211,7 +205,7 @@ def headline(out_dir):
     if best:
         lines.append(
             f"| VAE, `{vae_flags(best)}` | test NLL **{best['test_nll_iw']:.2f}** nats "
-            f"(k = {best['iw_samples']}){' (stale: an earlier version)' * (BEST in stale)} | "
+            f"(k = {best['iw_samples']}) | "
             f"{PUBLISHED_NLL} published |"
         )
     if scores:
