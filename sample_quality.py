@@ -179,6 +179,8 @@ class Scorer:
         images on one core); with two_sample, the median accuracy of three
         seeded two-sample tests (about 25 s more)."""
         images = images.cpu().flatten(1).float()
+        if not bool(images.isfinite().all()):  # a diverged generator, before a save point saw it
+            raise utils.RunError("training diverged: the images to score are not finite")
         if len(images) <= FEATURES:  # fewer give a singular feature covariance
             raise utils.RunError(f"scoring needs more than {FEATURES} images, got {len(images)}")
         stats = feature_stats(self.classifier, images)

@@ -21,8 +21,8 @@ class RunError(Exception):
     """The run cannot go on; the message is all the user needs to see."""
 
 
-def number(kind, low, high=2**62):
-    """argparse type: a `kind` in [low, high]."""
+def number(kind, low, high=10**6):
+    """argparse type: a `kind` in [low, high]; a million bounds every count and size."""
 
     def parse(text):
         if not low <= (value := kind(text)) <= high:  # NaN fails too
@@ -99,6 +99,7 @@ class Run:
 
     def __init__(self, args, name, argv):
         self.args, self.name, self.argv = args, name, sys.argv[1:] if argv is None else argv
+        self.script = sys._getframe(1).f_code.co_filename  # the script whose main() runs this
         self.config = {k: v for k, v in vars(args).items() if k not in PLACE}
         self.checkpoint, self.device = self.path("checkpoint.pt"), torch.device(args.device)
         self.epochs_done = self.status = 0
@@ -113,7 +114,8 @@ class Run:
             raise KeyboardInterrupt(128 + signum)
 
         self.handlers = {s: signal.signal(s, interrupt) for s in (2, 1, 15)}  # INT, HUP, TERM
-        sys.stdout.reconfigure(line_buffering=True)  # every line reaches a log at once
+        with contextlib.suppress(AttributeError):  # a notebook's stdout has no buffer to set
+            sys.stdout.reconfigure(line_buffering=True)  # every line reaches a log at once
         return self
 
     def __exit__(self, kind, err, tb):
@@ -127,7 +129,7 @@ class Run:
             self.status, line = 1, "error: out of memory; try a smaller batch or model"
         if self.status and self.epochs_done:
             argv = [a for a in self.argv if a not in ("--overwrite", "--resume")] + ["--resume"]
-            command = shlex.join([sys.executable, sys.argv[0], *argv])
+            command = shlex.join([sys.executable, self.script, *argv])
             line += f"; {self.checkpoint} holds {self.epochs_done} epochs, resume with: {command}"
         elif kind is KeyboardInterrupt:
             line += " before the first epoch ended; nothing to resume"
@@ -179,10 +181,11 @@ class Run:
             torch.set_rng_state(ckpt["rng"]["cpu"])
             if "cuda" in ckpt["rng"] and self.device.type == "cuda":
                 torch.cuda.set_rng_state(ckpt["rng"]["cuda"])
+            self.epochs_done = ckpt["epochs_done"]
         except Exception as err:  # noqa: BLE001 - torch raises many kinds
-            reason = getattr(err, "strerror", None) or (str(err).splitlines() or [repr(err)])[0]
-            raise RunError(f"--resume: {self.checkpoint}: {reason[:200]}") from None
-        self.epochs_done = ckpt["epochs_done"]
+            reason = getattr(err, "strerror", None) or (str(err).splitlines() or [""])[0]
+            reason = f"{type(err).__name__}: {reason[:200]}"  # a KeyError's text is the bare key
+            raise RunError(f"--resume: cannot resume from {self.checkpoint} ({reason})") from None
         return self.epochs_done
 
     def save_metrics(self, metrics):

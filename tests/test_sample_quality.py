@@ -50,3 +50,5 @@ def test_real_digits_score_far_better_than_noise_and_than_one_class(data_dir):
     assert real["frechet_distance"] * 10 < ones["frechet_distance"]
     assert real["class_min_share"] > 0.07 and real["class_entropy_normalized"] > 0.99
     assert ones["class_shares"][1] > 0.98 and ones["class_min_share"] == 0.0
+    with pytest.raises(sq.utils.RunError, match="the images to score are not finite"):
+        scorer(torch.full((500, 784), float("nan")))  # a diverged generator's
