@@ -13,16 +13,12 @@ import json
 import math
 import os
 import re
-import statistics
 import sys
+from statistics import median
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ABSENT = (KeyError, IndexError, StopIteration, TypeError, ValueError, ZeroDivisionError)
 WORDS = ("One", "Two", "Three")
-
-
-def median(values):
-    return statistics.median(list(values))
 
 
 class Results:

@@ -10,6 +10,7 @@ Standard library only (report/make_results.py imports it).
 import argparse
 import json
 import os
+import pathlib
 import statistics
 import subprocess
 import sys
@@ -24,11 +25,8 @@ DEPENDS = {"vae_": ["a3_vae_template.py"], "gan_": ["a3_gan_template.py", "digit
 
 
 def load(out_dir, name):
-    path = os.path.join(out_dir, name)
-    if not os.path.exists(path):
-        return None
-    with open(path) as f:
-        return json.load(f)
+    path = pathlib.Path(out_dir, name)
+    return json.loads(path.read_text()) if path.exists() else None
 
 
 def pct(share):
