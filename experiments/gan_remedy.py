@@ -30,7 +30,7 @@ def train_and_score(flags, args, seed, out_dir, scorer):
     moving average; with decay 0 the last iterate) on seeded noise."""
     argv = ["--data_dir", args.data_dir, "--n_epochs", str(args.n_epochs), "--seed", str(seed)]
     argv += ["--max_images", str(args.max_images), "--quality_samples", "0"]
-    if gan.main(argv + ["--save_interval", str(2**40), "--out_dir", out_dir, *flags]):
+    if gan.main(argv + ["--save_interval", str(10**6), "--out_dir", out_dir, *flags]):
         raise utils.RunError(f"the run with seed {seed} and flags {flags} failed")
     generator = common.load(gan.Generator(), os.path.join(out_dir, "gan_generator.pt"))
     noise = torch.randn(args.samples, 100, generator=torch.Generator().manual_seed(0))
