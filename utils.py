@@ -98,7 +98,8 @@ class Run:
     terminal; once an epoch is checkpointed, the line gives the command that resumes."""
 
     def __init__(self, args, name, argv):
-        self.args, self.name, self.argv = args, name, sys.argv[1:] if argv is None else argv
+        self.args, self.name, self.imported = args, name, argv is not None
+        self.argv = argv if self.imported else sys.argv[1:]
         self.script = sys._getframe(1).f_code.co_filename  # the script whose main() runs this
         self.config = {k: v for k, v in vars(args).items() if k not in PLACE}
         self.checkpoint, self.device = self.path("checkpoint.pt"), torch.device(args.device)
@@ -136,8 +137,8 @@ class Run:
         if self.status:
             with contextlib.suppress(OSError):  # the terminal is gone: the status says it
                 print(line, file=sys.stderr, flush=True)
-        for sig, handler in self.handlers.items():
-            signal.signal(sig, handler)
+        for sig, handler in self.handlers.items() if self.imported else []:
+            signal.signal(sig, handler)  # a command line exits next, ignoring any late signal
         return kind is None or self.status != 0
 
     def start(self, outputs):

@@ -293,6 +293,22 @@ def test_overwrite_deletes_the_runs_own_files_and_only_once_the_data_is_read(
 
 
 # ---------------------------------------------------------------- resume
+def test_a_command_line_run_that_has_ended_ignores_late_signals(
+    script, data_dir, tmp_path, monkeypatch
+):
+    saved = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGHUP, signal.SIGTERM)}
+    argv = [script["file"], *flags(script, data_dir, tmp_path, "--resume")]
+    monkeypatch.setattr(sys, "argv", argv)
+    try:
+        assert script["module"].main() == 1  # no checkpoint to resume; the process exits next
+        assert all(signal.getsignal(s) == signal.SIG_IGN for s in saved)
+    finally:
+        for s, handler in saved.items():
+            signal.signal(s, handler)
+    assert script["module"].main(argv[1:]) == 1  # imported: the caller's handlers are back
+    assert {s: signal.getsignal(s) for s in saved} == saved
+
+
 def test_an_interrupt_before_the_first_epoch_has_nothing_to_resume(
     script, data_dir, tmp_path, monkeypatch, capsys
 ):
