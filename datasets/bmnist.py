@@ -27,12 +27,10 @@ class TensorLoader:
     state, sees the same batches."""
 
     def __init__(self, data, batch_size, shuffle=False, drop_last=False):
-        self.data, self.batch_size, self.shuffle, self.drop_last = (
-            data,
-            batch_size,
-            shuffle,
-            drop_last,
-        )
+        self.data = data
+        self.batch_size = batch_size
+        self.shuffle = shuffle
+        self.drop_last = drop_last
 
     def __len__(self):
         n = len(self.data)
