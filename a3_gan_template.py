@@ -62,34 +62,11 @@ def generator_loss(fake_logits):
 
 
 def train(dataloader, discriminator, generator, optimizer_G, optimizer_D, args, run, state):
-    """A step of G, then one of D, on every batch. G's moving average draws 25
-    images of one fixed noise batch at the start, every --save_interval
-    iterations, halfway and at the end; it and the last iterate are scored
-    every --quality_interval."""
-    averaged, steps, stats = state["averaged"], len(dataloader), []
-    saves = save_points(args.n_epochs * steps, args.save_interval)
-    scored = save_points(args.n_epochs * steps, args.quality_interval)
-    fixed_noise, score_noise = (
-        torch.randn(n, args.latent_dim, generator=torch.Generator().manual_seed(args.seed + k))
-        for k, n in enumerate((25, args.quality_samples))
-    )
-
-    def save_point(done):
-        if done in saves:
-            utils.check_finite(torch.stack(stats or [torch.zeros(4)]), f"by iteration {done}", 1e3)
-            path = run.path(f"samples_iter{done}.png")
-            save_images(generate(averaged, fixed_noise), path, nrow=5)
-        if done in scored and args.quality_samples:
-            score = [
-                state["scorer"]((generate(g, score_noise) + 1) / 2) for g in (averaged, generator)
-            ]
-            state["quality"].append({"iteration": done, **score[0], "last_iterate": score[1]})
-
+    """A step of G, then one of D, on every batch, each followed by a save point."""
+    steps, total = len(dataloader), args.n_epochs * len(dataloader)
     if run.epochs_done == 0:
-        save_point(0)
+        save_point(0, total, args, run, state, [])
     for epoch in range(run.epochs_done, args.n_epochs):
-        generator.train()
-        discriminator.train()
         started, stats = time.perf_counter(), []
         for i, imgs in enumerate(dataloader):
             z = torch.randn(len(imgs), args.latent_dim, device=imgs.device)
@@ -101,7 +78,7 @@ def train(dataloader, discriminator, generator, optimizer_G, optimizer_D, args, 
             loss_G = generator_loss(discriminator(fake))
             loss_G.backward(inputs=list(generator.parameters()))
             optimizer_G.step()
-            averaged.update_parameters(generator)
+            state["averaged"].update_parameters(generator)
 
             # Train Discriminator: real and generated images in one pass, no gradient into G
             # -------------------
@@ -115,19 +92,38 @@ def train(dataloader, discriminator, generator, optimizer_G, optimizer_D, args, 
 
             # Save Images
             # -----------
-            save_point(epoch * steps + i + 1)
-        utils.check_finite(torch.stack(stats), f"in epoch {epoch + 1}", 1e3)
-        state["curves"] = torch.cat([state["curves"], torch.stack(stats).double().cpu()])
+            save_point(epoch * steps + i + 1, total, args, run, state, stats)
+        stats = torch.stack(stats).double().cpu()
+        utils.check_finite(stats, f"in epoch {epoch + 1}", 1e3)
+        state["curves"] = torch.cat([state["curves"], stats])
         state["seconds"].append(time.perf_counter() - started)
         run.save({k: v for k, v in state.items() if k != "scorer"}, epoch + 1)
-        means = state["curves"][-steps:].mean(0).tolist()
-        line = " ".join(f"{k} {v:.3f}" for k, v in zip(CURVES, means))
+        line = " ".join(f"{k} {v:.3f}" for k, v in zip(CURVES, stats.mean(0).tolist()))
         print(f"epoch {epoch + 1}/{args.n_epochs} {line} {state['seconds'][-1]:.0f} s")
 
 
-def save_points(total, interval):
-    """The iterations after which to save: 0, every `interval`, halfway, the last."""
-    return {0, total // 2, total, *range(0, total + 1, interval)}
+def save_point(done, total, args, run, state, stats):
+    """After `done` of `total` iterations: G's moving average draws 25 images of fixed
+    noise every --save_interval; it and the last iterate are scored every --quality_interval."""
+    averaged = state["averaged"]
+    if is_save_point(done, total, args.save_interval):
+        utils.check_finite(torch.stack(stats or [torch.zeros(4)]), f"by iteration {done}", 1e3)
+        path = run.path(f"samples_iter{done}.png")
+        save_images(generate(averaged, seeded_noise(25, args, 0)), path, nrow=5)
+    if args.quality_interval and is_save_point(done, total, args.quality_interval):
+        z = seeded_noise(args.quality_samples, args, 1)
+        score = [state["scorer"]((generate(g, z) + 1) / 2) for g in (averaged, state["generator"])]
+        state["quality"].append({"iteration": done, **score[0], "last_iterate": score[1]})
+
+
+def is_save_point(done, total, interval):
+    """Every `interval` iterations from 0, halfway and the last."""
+    return done % interval == 0 or done in (total // 2, total)
+
+
+def seeded_noise(n, args, k):
+    """n latent vectors of the k-th fixed noise batch: the same in every run with --seed."""
+    return torch.randn(n, args.latent_dim, generator=torch.Generator().manual_seed(args.seed + k))
 
 
 @torch.no_grad()
@@ -140,8 +136,7 @@ def generate(generator, z):
 
 
 def save_images(images, path, nrow):
-    grid = dict(nrow=nrow, normalize=True, value_range=(-1, 1), pad_value=0.5)
-    figures.save_png(images, path, upscale=4, **grid)
+    figures.save_png((images + 1) / 2, path, nrow, pad_value=0.5, upscale=4)
 
 
 def interpolate(generator, z_a, z_b, steps=7):
@@ -192,18 +187,18 @@ def main(argv=None):
         # last iterate wanders around an equilibrium, its recent average sits nearer.
         ema = get_ema_multi_avg_fn(args.ema_decay)
         averaged = AveragedModel(generator, multi_avg_fn=ema, use_buffers=True)
-        classifier = sample_quality.load_classifier()[0]
-        test_images = sample_quality.unit_images(args.data_dir, "test")[0]
         state = {"generator": generator, "discriminator": discriminator, "averaged": averaged}
         state.update(optimizer_G=optimizer_G, optimizer_D=optimizer_D, quality=[], seconds=[])
         state["curves"] = torch.zeros(0, len(CURVES), dtype=torch.float64)
-        total = args.n_epochs * len(dataloader)
-        grids = [f"samples_iter{i}.png" for i in save_points(total, args.save_interval)]
+        classifier, total = sample_quality.load_classifier()[0], args.n_epochs * len(dataloader)
+        saves = [i for i in range(total + 1) if is_save_point(i, total, args.save_interval)]
         files = ["losses.png", "quality.png", "interpolation.png", "generator.pt"]
-        run.start([*grids, *files, "discriminator.pt"])
+        run.start([*(f"samples_iter{i}.png" for i in saves), *files, "discriminator.pt"])
         if args.resume:
             print("resuming after epoch", run.load(state))
-        state["scorer"] = sample_quality.Scorer(test_images, classifier)
+        if args.quality_interval:
+            test_images = sample_quality.unit_images(args.data_dir, "test")[0]
+            state["scorer"] = sample_quality.Scorer(test_images, classifier)
 
         # Start training
         train(dataloader, discriminator, generator, optimizer_G, optimizer_D, args, run, state)
@@ -211,22 +206,26 @@ def main(argv=None):
         # The averaged generator is the model: its weights, its interpolations.
         utils.save_torch(averaged.module.state_dict(), run.path("generator.pt"))
         utils.save_torch(discriminator.state_dict(), run.path("discriminator.pt"))
-        curves, width = state["curves"].T.tolist(), max(1, min(200, total // 50))
-        panels = [("loss", {"D": curves[0], "G (non-saturating)": curves[1]})]
-        panels += [("mean D output", {"D(x)": curves[2], "D(G(z))": curves[3]})]
-        title = f"moving average over {width} iterations"
-        figures.save_curves(run.path("losses.png"), panels, "iteration", title, width)
-        seeded = torch.Generator().manual_seed(args.seed + 2)
-        noise = torch.randn(1000, args.latent_dim, generator=seeded)
-        rows = save_interpolation(averaged, classifier, noise, run.path("interpolation.png"))
+        save_losses(state["curves"], run.path("losses.png"))
+        noise, path = seeded_noise(1000, args, 2), run.path("interpolation.png")
+        rows = save_interpolation(averaged, classifier, noise, path)
         epoch_means = state["curves"].view(args.n_epochs, -1, len(CURVES)).mean(1).T.tolist()
         metrics = {**run.config, **dict(zip(CURVES, epoch_means)), "interpolation": rows}
         metrics.update(iterations=total, seconds_per_epoch=state["seconds"])
-        if args.quality_samples:
+        if args.quality_interval:
             metrics["quality"] = state["quality"]
             sample_quality.plot(state["quality"], run.path("quality.png"))
         run.save_metrics(metrics)
     return run.status
+
+
+def save_losses(curves, path):
+    """The losses and mean outputs of D per iteration, smoothed over 1/50 of the run."""
+    width, curves = max(1, min(200, len(curves) // 50)), curves.T.tolist()
+    panels = [("loss", {"D": curves[0], "G (non-saturating)": curves[1]})]
+    panels += [("mean D output", {"D(x)": curves[2], "D(G(z))": curves[3]})]
+    title = f"moving average over {width} iterations"
+    figures.save_curves(path, panels, "iteration", title, width)
 
 
 def build_parser():
@@ -238,8 +237,8 @@ def build_parser():
         ("--lr", float, (1e-8, 1), 0.0002, "learning rate"),
         ("--latent_dim", int, (1,), 100, "dimensionality of the latent space"),
         ("--save_interval", int, (1,), 500, "save every SAVE_INTERVAL iterations"),
-        ("--quality_interval", int, (1,), 10000, "score the samples every N iterations"),
-        ("--quality_samples", int, (0, 60000), 10000, "generated images scored (0: none)"),
+        ("--quality_interval", int, (0,), 10000, "score the samples every N iterations (0: never)"),
+        ("--quality_samples", int, (sample_quality.FEATURES + 1, 60000), 10000, "images scored"),
         ("--d_dropout", float, (0, 0.9), 0.3, "dropout in D (0: the template's D)"),
         ("--real_label", float, (0.5, 1), 0.9, "D's target for real images (1: no smoothing)"),
         ("--ema_decay", float, (0, 0.9999), 0.999, "G's moving average's decay (0: last iterate)"),

@@ -1,5 +1,5 @@
 """Seconds per GAN epoch on one CPU thread, as whole processes: the script's
-`a3_gan_template.py --n_epochs 1 --quality_samples 0` against the common
+`a3_gan_template.py --n_epochs 1 --quality_interval 0` against the common
 recipe, bench/recipe_gan.py, alternating --pairs times. Writes the walls,
 their medians, speedup_vs_recipe (recipe median / script median), the
 single-thread float32 peak of one large torch.mm and the CPU model.
@@ -47,7 +47,7 @@ def cpu_model():
 
 
 def study(args):
-    script = [sys.executable, "a3_gan_template.py", "--n_epochs", "1", "--quality_samples", "0"]
+    script = [sys.executable, "a3_gan_template.py", "--n_epochs", "1", "--quality_interval", "0"]
     recipe = [sys.executable, "-m", "bench.recipe_gan", "--n_epochs", "1"]
     walls = {"script": [], "recipe": []}
     with tempfile.TemporaryDirectory() as tmp:

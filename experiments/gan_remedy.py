@@ -29,7 +29,7 @@ def train_and_score(flags, args, seed, out_dir, scorer):
     """One run of the script, then the scores of its gan_generator.pt (the
     moving average; with decay 0 the last iterate) on seeded noise."""
     argv = ["--data_dir", args.data_dir, "--n_epochs", str(args.n_epochs), "--seed", str(seed)]
-    argv += ["--max_images", str(args.max_images), "--quality_samples", "0"]
+    argv += ["--max_images", str(args.max_images), "--quality_interval", "0"]
     if gan.main(argv + ["--save_interval", str(10**6), "--out_dir", out_dir, *flags]):
         raise utils.RunError(f"the run with seed {seed} and flags {flags} failed")
     generator = common.load(gan.Generator(), os.path.join(out_dir, "gan_generator.pt"))
