@@ -34,13 +34,18 @@ class Generator(nn.Module):
         return self.net(z).view(-1, 1, 28, 28)
 
 
+class Dropout(nn.Dropout):
+    def forward(self, x):  # the mask from rand_like: nn.Dropout's law, twice as fast on a CPU
+        return x * (torch.rand_like(x) >= self.p) / (1 - self.p) if self.training else x
+
+
 class Discriminator(nn.Module):
     def __init__(self, dropout=0.3):
         super().__init__()
         # Linear 784 -> 512 -> 256 -> 1 with LeakyReLU(0.2) and dropout between.
         layers = []
         for n_in, n_out in ((784, 512), (512, 256)):
-            layers += [nn.Linear(n_in, n_out), nn.LeakyReLU(0.2), nn.Dropout(dropout)]
+            layers += [nn.Linear(n_in, n_out), nn.LeakyReLU(0.2), Dropout(dropout)]
         self.net = nn.Sequential(*layers, nn.Linear(256, 1))
 
     def forward(self, img):
@@ -103,12 +108,11 @@ def train(dataloader, discriminator, generator, optimizer_G, optimizer_D, args, 
 
 
 def save_point(done, total, args, run, state, stats):
-    """After `done` of `total` iterations: G's moving average draws 25 images of fixed
-    noise every --save_interval; it and the last iterate are scored every --quality_interval."""
-    averaged = state["averaged"]
+    """G's moving average draws 25 images of fixed noise every --save_interval and, with
+    the last iterate, is scored every --quality_interval."""
+    averaged, path = state["averaged"], run.path(f"samples_iter{done}.png")
     if is_save_point(done, total, args.save_interval):
         utils.check_finite(torch.stack(stats or [torch.zeros(4)]), f"by iteration {done}", 1e3)
-        path = run.path(f"samples_iter{done}.png")
         save_images(generate(averaged, seeded_noise(25, args, 0)), path, nrow=5)
     if args.quality_interval and is_save_point(done, total, args.quality_interval):
         z = seeded_noise(args.quality_samples, args, 1)
@@ -116,13 +120,11 @@ def save_point(done, total, args, run, state, stats):
         state["quality"].append({"iteration": done, **score[0], "last_iterate": score[1]})
 
 
-def is_save_point(done, total, interval):
-    """Every `interval` iterations from 0, halfway and the last."""
+def is_save_point(done, total, interval):  # every `interval` from 0, halfway, the last
     return done % interval == 0 or done in (total // 2, total)
 
 
-def seeded_noise(n, args, k):
-    """n latent vectors of the k-th fixed noise batch: the same in every run with --seed."""
+def seeded_noise(n, args, k):  # n latent vectors of the k-th noise batch fixed by --seed
     return torch.randn(n, args.latent_dim, generator=torch.Generator().manual_seed(args.seed + k))
 
 
@@ -147,10 +149,9 @@ def interpolate(generator, z_a, z_b, steps=7):
 
 @torch.no_grad()
 def save_interpolation(generator, classifier, noise, path, rows=3):
-    """Rows between generated digits of different classes, chosen by a neutral
-    rule: of the samples of `noise`, each class is represented by the one the
-    classifier labels with the widest logit margin over the runner-up, and
-    the rows pair the classes in the order in which they first appear."""
+    """Rows between generated digits of different classes, by a neutral rule: of the samples
+    of `noise`, each class is represented by the one the classifier labels with the widest
+    logit margin over the runner-up; rows pair classes in their order of first appearance."""
     top = classifier((generate(generator, noise).flatten(1) + 1) / 2).topk(2, dim=1)
     margin, labels = top.values[:, 0] - top.values[:, 1], top.indices[:, 0].tolist()
     clearest = {}  # a dict keeps the order of first appearance

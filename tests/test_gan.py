@@ -71,6 +71,15 @@ def test_the_discriminator_returns_one_unbounded_logit_per_image():
     assert logits.shape == (5,) and logits.abs().max() > 1
 
 
+def test_dropout_zeroes_each_value_with_probability_p_and_keeps_the_mean():
+    torch.manual_seed(0)
+    drop, x = gan.Dropout(0.3), torch.ones(100_000)
+    y = drop(x)
+    assert torch.isin(y, torch.tensor([0.0, 1 / 0.7])).all()
+    assert abs(float((y == 0).float().mean()) - 0.3) < 0.005 and abs(float(y.mean()) - 1) < 0.01
+    assert torch.equal(drop.eval()(x), x)
+
+
 @pytest.mark.parametrize("training", [True, False])
 def test_generate_samples_in_eval_mode_and_leaves_mode_and_statistics(training):
     torch.manual_seed(0)
