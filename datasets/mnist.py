@@ -7,6 +7,7 @@ import contextlib
 import gzip
 import io
 import os
+import zlib
 
 import numpy as np
 import torch
@@ -54,7 +55,7 @@ def read_idx(path, shape):
     try:
         with (gzip.open if path.endswith(".gz") else open)(path, "rb") as f:
             data = f.read()
-    except (OSError, EOFError) as err:  # absent, unreadable, or a broken gzip stream
+    except (OSError, EOFError, zlib.error) as err:  # absent, unreadable, a broken .gz
         raise DataError(
             f"{path}: cannot be read ({getattr(err, 'strerror', None) or err})"
         ) from None

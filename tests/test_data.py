@@ -44,6 +44,19 @@ def test_grey_scale_mnist_has_its_images_and_labels(data_dir):
         assert labels.shape == (rows,) and labels.unique().tolist() == list(range(10))
 
 
+def test_a_damaged_grey_scale_file_is_a_data_error_naming_it(data_dir, tmp_path):
+    raw = tmp_path / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    for name in ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"):
+        data = open(f"{data_dir}/MNIST/raw/{name}", "rb").read()
+        (raw / f"{name}.gz").write_bytes(gzip.compress(data))
+    broken = bytearray((raw / "t10k-labels-idx1-ubyte.gz").read_bytes())
+    broken[40:42] = b"\xff\xff"  # damaged deflate data, not a truncation
+    (raw / "t10k-labels-idx1-ubyte.gz").write_bytes(bytes(broken))
+    with pytest.raises(DataError, match="t10k-labels-idx1-ubyte.gz: cannot be read"):
+        load_mnist(str(tmp_path), "test", download=False)
+
+
 def test_amat_text_is_one_image_of_784_binary_values_a_line():
     data = parse_amat(amat(2) + b"\n", 2, "some.amat")  # a blank last line carries no image
     assert data.shape == (2, 784) and data.dtype == torch.uint8
