@@ -80,16 +80,24 @@ def load_bmnist_split(root, split, download=True):
                 "point --data_dir at a folder that has binarized_mnist/ inside."
             ) from None
     limit = rows * (2 * PIXELS + 1)  # the longest text `rows` images can take
-    try:
-        with (gzip.open if path.endswith(".gz") else open)(path, "rb") as f:
-            raw = f.read(limit + 1)
-    except (OSError, EOFError, zlib.error) as err:
-        raise DataError(
-            f"{path}: cannot be read ({err}); delete it and download it again"
-        ) from None
+    path, raw = read_bytes(path, limit)
     if len(raw) > limit:
         raise DataError(f"{path}: longer than {rows} images can be; a wrong file?")
     return parse_amat(raw, rows, path)
+
+
+def read_bytes(path, limit):
+    """`path`, or its .gz where only that exists, and at most limit + 1 of its bytes:
+    a file too long shows as such without being read whole."""
+    path = next((p for p in (path, path + ".gz") if os.path.isfile(p)), path)
+    try:
+        with (gzip.open if path.endswith(".gz") else open)(path, "rb") as f:
+            return path, f.read(limit + 1)
+    except (OSError, EOFError, zlib.error) as err:  # absent, unreadable, a broken .gz
+        reason = getattr(err, "strerror", None) or err
+        raise DataError(
+            f"{path}: cannot be read ({reason}); delete it and download it again"
+        ) from None
 
 
 def bmnist(root="./data/", batch_size=128, download=True, device="cpu"):

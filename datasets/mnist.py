@@ -4,15 +4,14 @@ takes two seconds to import and is used only to download absent files. A
 missing, truncated or corrupt file is named in one DataError."""
 
 import contextlib
-import gzip
 import io
+import math
 import os
-import zlib
 
 import numpy as np
 import torch
 
-from datasets.bmnist import DataError
+from datasets.bmnist import DataError, read_bytes
 
 SIZES = {"train": 60_000, "test": 10_000}
 FILES = {
@@ -51,16 +50,9 @@ def load_mnist(root, split, download=True):
 
 def read_idx(path, shape):
     """An IDX file of unsigned bytes with the given shape (or its .gz), as uint8."""
-    path = path if os.path.exists(path) or not os.path.exists(path + ".gz") else path + ".gz"
-    try:
-        with (gzip.open if path.endswith(".gz") else open)(path, "rb") as f:
-            data = f.read()
-    except (OSError, EOFError, zlib.error) as err:  # absent, unreadable, a broken .gz
-        raise DataError(
-            f"{path}: cannot be read ({getattr(err, 'strerror', None) or err})"
-        ) from None
     header = bytes([0, 0, 8, len(shape)]) + np.array(shape, ">u4").tobytes()
-    if not data.startswith(header) or len(data) != len(header) + int(np.prod(shape)):
+    path, data = read_bytes(path, len(header) + math.prod(shape))
+    if not data.startswith(header) or len(data) != len(header) + math.prod(shape):
         raise DataError(
             f"{path}: not an MNIST file of shape {shape}; it is truncated, corrupt or another "
             "file: delete it and download it again"
